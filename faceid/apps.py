@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class FaceidConfig(AppConfig):
+    name = "faceid"
+    verbose_name = "Face ID"
