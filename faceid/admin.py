@@ -1,0 +1,156 @@
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest, StreamingHttpResponse
+from django.utils import timezone
+
+from faceid.audit import iter_attempts_csv
+from faceid.models import FaceTemplate, Person, StoredImage, VerificationAttempt
+
+
+class _ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class FaceTemplateInline(admin.TabularInline):
+    model = FaceTemplate
+    # The raw embedding is never shown: it is biometric data and useless to a human.
+    fields = ("model_name", "model_version", "variant", "dim", "quality", "mask_probability", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Person)
+class PersonAdmin(admin.ModelAdmin):
+    list_display = ("external_id", "display_name", "organization", "active", "created_at", "erased_at")
+    list_filter = ("organization", "active", ("erased_at", admin.EmptyFieldListFilter))
+    search_fields = ("external_id", "display_name")
+    readonly_fields = ("organization", "created_at", "updated_at", "erased_at")
+    list_select_related = ("organization",)
+    inlines = (FaceTemplateInline,)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Person | None = None) -> tuple[str, ...]:
+        if obj is None:
+            return ("created_at", "updated_at", "erased_at")
+        return self.readonly_fields
+
+    def has_delete_permission(self, request: HttpRequest, obj: Person | None = None) -> bool:
+        # Persons are erased (faceid.services.erase_person, console or API), not deleted: audit rows
+        # refer to them.
+        return False
+
+
+@admin.register(FaceTemplate)
+class FaceTemplateAdmin(_ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "person",
+        "organization",
+        "model_name",
+        "model_version",
+        "variant",
+        "dim",
+        "quality",
+        "created_at",
+    )
+    list_filter = ("model_name", "variant", "organization")
+    search_fields = ("person__external_id", "person__display_name", "source_sha256")
+    fields = (
+        "organization",
+        "person",
+        "model_name",
+        "model_version",
+        "variant",
+        "dim",
+        "quality",
+        "mask_probability",
+        "source_sha256",
+        "created_at",
+    )
+    list_select_related = ("person", "organization")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[FaceTemplate]:
+        return super().get_queryset(request).defer("embedding")
+
+
+@admin.register(StoredImage)
+class StoredImageAdmin(_ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "organization",
+        "purpose",
+        "person",
+        "attempt",
+        "size_bytes",
+        "created_at",
+        "expires_at",
+    )
+    list_filter = ("purpose", "organization")
+    list_select_related = ("organization", "person")
+
+
+@admin.register(VerificationAttempt)
+class VerificationAttemptAdmin(_ReadOnlyAdmin):
+    """The audit trail, for auditors: nobody can add, change or delete rows here."""
+
+    list_display = (
+        "created_at",
+        "organization",
+        "mode",
+        "decision",
+        "claimed_external_id",
+        "matched_person",
+        "similarity",
+        "threshold",
+        "masked",
+        "mask_probability",
+        "latency_ms",
+        "api_key",
+        "user",
+        "client_ip",
+    )
+    list_filter = (
+        "decision",
+        "masked",
+        "mode",
+        ("created_at", admin.DateFieldListFilter),
+        ("api_key", admin.RelatedOnlyFieldListFilter),
+        "organization",
+    )
+    search_fields = (
+        "claimed_external_id",
+        "claimed_person__display_name",
+        "matched_person__external_id",
+        "matched_person__display_name",
+    )
+    date_hierarchy = "created_at"
+    list_select_related = ("organization", "api_key", "user", "claimed_person", "matched_person")
+    actions = ("export_csv",)
+    show_full_result_count = False  # the log grows without bound; skip the extra COUNT(*)
+
+    def get_fields(self, request: HttpRequest, obj: VerificationAttempt | None = None) -> list[str]:
+        return [f.name for f in VerificationAttempt._meta.fields]
+
+    @admin.action(description="Export selected attempts as CSV")
+    def export_csv(
+        self, request: HttpRequest, queryset: QuerySet[VerificationAttempt]
+    ) -> StreamingHttpResponse:
+        rows = queryset.select_related("api_key", "user", "matched_person").order_by("organization_id", "seq")
+        response = StreamingHttpResponse(
+            iter_attempts_csv(rows.iterator(chunk_size=2000)),
+            content_type="text/csv; charset=utf-8",
+        )
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        response["Content-Disposition"] = f'attachment; filename="attempts-{stamp}.csv"'
+        return response

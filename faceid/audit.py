@@ -1,0 +1,261 @@
+"""The audit log's hash chain: canonical serialisation, appending, verification, CSV export.
+
+Each VerificationAttempt carries ``row_hash = SHA-256(canonical(row))`` where the canonical form
+includes ``prev_hash``, the row_hash of the previous row of the same organization (by ``seq``).
+Altering, inserting or deleting a row in the middle of the chain therefore breaks a link that
+``verify_chain`` reports. Removing rows at the *end* of the chain leaves a shorter valid chain: to
+detect that, record ``ChainReport.head_hash`` somewhere the database cannot rewrite (the
+``verify_audit_chain`` command prints it).
+
+Canonical form (version 1), stable across Python/PostgreSQL versions:
+  JSON, keys sorted, no whitespace, ASCII only, of {"v": 1, "fields": {...}} with every field of
+  HASHED_FIELDS; None -> null, bool -> true/false, int -> number, str -> string, float -> the string
+  repr() gives (shortest round-trip form), datetime -> "YYYY-MM-DDTHH:MM:SS.ffffffZ" in UTC,
+  IP address -> "<version>:<packed bytes in hex>" (textual IPv6 forms differ between libraries).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import ipaddress
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from faceid.models import VerificationAttempt
+from tenants.models import Organization
+
+GENESIS_HASH = "0" * 64
+# The database trigger refusing UPDATE/DELETE/TRUNCATE (migration 0003).
+AUDIT_TABLE = VerificationAttempt._meta.db_table
+AUDIT_TRIGGER = "faceid_attempt_append_only"
+HASH_VERSION = 1
+
+# Every column except the surrogate id and row_hash itself. A test checks this covers the model.
+HASHED_FIELDS: tuple[str, ...] = (
+    "organization_id",
+    "seq",
+    "api_key_id",
+    "user_id",
+    "mode",
+    "claimed_person_id",
+    "claimed_external_id",
+    "decision",
+    "reason",
+    "similarity",
+    "threshold",
+    "matched_person_id",
+    "masked",
+    "mask_probability",
+    "model_name",
+    "model_version",
+    "latency_ms",
+    "client_ip",
+    "created_at",
+    "prev_hash",
+)
+
+# pg_advisory_xact_lock key: a fixed namespace in the high 32 bits, the organization id below, so
+# appends of one organization serialise while organizations do not wait on each other.
+_LOCK_NAMESPACE = 0x46494431  # "FID1"
+
+
+def _lock_key(organization_id: int) -> int:
+    return (_LOCK_NAMESPACE << 32) | (organization_id & 0xFFFFFFFF)
+
+
+def _canonical_value(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name == "client_ip":
+        ip = ipaddress.ip_address(value)
+        return f"{ip.version}:{ip.packed.hex()}"
+    if isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        # float() first: numpy scalars subclass float but repr() differently across numpy versions.
+        return repr(float(value))
+    if isinstance(value, datetime):
+        if timezone.is_naive(value):
+            raise ValueError(f"{name}: naive datetime cannot be hashed")
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    raise TypeError(f"{name}: cannot canonicalise {type(value).__name__}")
+
+
+def canonical_bytes(attempt: VerificationAttempt) -> bytes:
+    fields = {name: _canonical_value(name, getattr(attempt, name)) for name in HASHED_FIELDS}
+    document = {"v": HASH_VERSION, "fields": fields}
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def compute_row_hash(attempt: VerificationAttempt) -> str:
+    return hashlib.sha256(canonical_bytes(attempt)).hexdigest()
+
+
+def append_attempt(attempt: VerificationAttempt) -> VerificationAttempt:
+    """Chain and insert an unsaved attempt. Use faceid.services.record_attempt, which validates first.
+
+    Holds a per-organization advisory lock for the insert's transaction so concurrent writers see
+    each other's rows and the chain stays linear. Call it outside long transactions: the lock (and
+    the row's visibility to other writers) lasts until the outermost transaction commits.
+    """
+    if attempt.pk is not None:
+        raise ValueError("attempt already saved")
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(attempt.organization_id)])
+        last = (
+            VerificationAttempt.objects.filter(organization_id=attempt.organization_id)
+            .order_by("-seq")
+            .values("seq", "row_hash")
+            .first()
+        )
+        attempt.seq = last["seq"] + 1 if last else 1
+        attempt.prev_hash = last["row_hash"] if last else GENESIS_HASH
+        # Taken under the lock so created_at follows seq within an organization.
+        attempt.created_at = timezone.now()
+        attempt.row_hash = compute_row_hash(attempt)
+        attempt.save(_append=True)
+    return attempt
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    checked: int  # rows verified before the first break (all rows when ok)
+    first_broken_id: int | None = None
+    first_broken_seq: int | None = None
+    reason: str = ""
+    head_seq: int | None = None  # last row of a valid chain: record it to detect tail truncation
+    head_hash: str | None = None
+
+    def __str__(self) -> str:
+        if self.ok:
+            if not self.checked:
+                return "OK: the audit chain is empty"
+            return f"OK: {self.checked} rows verified; head seq {self.head_seq} hash {self.head_hash}"
+        return (
+            f"BROKEN at attempt id {self.first_broken_id} (seq {self.first_broken_seq}): {self.reason}; "
+            f"rows verified before it: {self.checked}"
+        )
+
+
+def verify_chain(organization: Organization, *, chunk_size: int = 2000) -> ChainReport:
+    """Walk the organization's chain in seq order and report the first broken link."""
+    expected_seq = 1
+    prev_hash = GENESIS_HASH
+    checked = 0
+    rows = VerificationAttempt.objects.filter(organization=organization).order_by("seq")
+    for row in rows.iterator(chunk_size=chunk_size):
+        reason = ""
+        if row.seq != expected_seq:
+            reason = f"sequence gap: expected seq {expected_seq}, found {row.seq} (rows removed before it)"
+        elif row.prev_hash != prev_hash:
+            reason = (
+                "prev_hash does not match the previous row's hash (a row before it was altered or removed)"
+            )
+        elif compute_row_hash(row) != row.row_hash:
+            reason = "row contents do not match its row_hash (the row was altered)"
+        if reason:
+            return ChainReport(
+                ok=False, checked=checked, first_broken_id=row.pk, first_broken_seq=row.seq, reason=reason
+            )
+        checked += 1
+        expected_seq += 1
+        prev_hash = row.row_hash
+    return ChainReport(
+        ok=True,
+        checked=checked,
+        head_seq=expected_seq - 1 if checked else None,
+        head_hash=prev_hash if checked else None,
+    )
+
+
+# --- CSV export (used by the Django admin, the console and the API) ----------------------------------
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "id",
+    "created_at",
+    "mode",
+    "decision",
+    "reason",
+    "claimed_external_id",
+    "claimed_person_id",
+    "matched_person_id",
+    "matched_external_id",
+    "similarity",
+    "threshold",
+    "masked",
+    "mask_probability",
+    "model_name",
+    "model_version",
+    "latency_ms",
+    "client_ip",
+    "api_key",
+    "user",
+    "seq",
+    "row_hash",
+)
+
+
+def _csv_safe(value: Any) -> Any:
+    # External ids and reasons come from clients: keep spreadsheets from evaluating them as formulas.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def attempt_csv_rows(attempts: Iterable[VerificationAttempt]) -> Iterator[list[Any]]:
+    """Header then one row per attempt. Pass a queryset with select_related("api_key", "user",
+    "matched_person") to avoid a query per row."""
+    yield list(CSV_COLUMNS)
+    for a in attempts:
+        yield [
+            _csv_safe(v)
+            for v in (
+                a.pk,
+                a.created_at.isoformat(),
+                a.mode,
+                a.decision,
+                a.reason,
+                a.claimed_external_id,
+                a.claimed_person_id,
+                a.matched_person_id,
+                a.matched_person.external_id if a.matched_person_id else "",
+                a.similarity,
+                a.threshold,
+                a.masked,
+                a.mask_probability,
+                a.model_name,
+                a.model_version,
+                a.latency_ms,
+                a.client_ip,
+                a.api_key.prefix if a.api_key_id else "",
+                a.user.get_username() if a.user_id else "",
+                a.seq,
+                a.row_hash,
+            )
+        ]
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def iter_attempts_csv(attempts: Iterable[VerificationAttempt]) -> Iterator[str]:
+    """CSV text line by line, for StreamingHttpResponse (the log can be large)."""
+    writer = csv.writer(_Echo())
+    for row in attempt_csv_rows(attempts):
+        yield writer.writerow(row)
+
+
+def write_attempts_csv(attempts: Iterable[VerificationAttempt], out: IO[str]) -> None:
+    for line in iter_attempts_csv(attempts):
+        out.write(line)

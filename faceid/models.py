@@ -1,0 +1,279 @@
+"""Persons, their face templates, kept images and the append-only audit log.
+
+Models hold data and invariants. Writes go through faceid.services, reads through
+faceid.selectors (which always take the organization).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Func, Q
+from django.utils import timezone
+from pgvector.django import VectorField
+
+from tenants.models import ApiKey, Organization
+
+
+class Person(models.Model):
+    """An enrolled employee. Erasure keeps the row as a tombstone so audit rows still resolve."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="persons")
+    external_id = models.CharField(
+        max_length=128, help_text="The organization's own identifier (employee number)."
+    )
+    display_name = models.CharField(max_length=200, blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    erased_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["external_id", "id"]
+        constraints = [
+            # Unique among live persons only: after an erasure the employee can be enrolled again.
+            models.UniqueConstraint(
+                fields=["organization", "external_id"],
+                condition=Q(erased_at__isnull=True),
+                name="faceid_person_external_id_unique_live",
+                violation_error_message="a person with this external id already exists",
+            ),
+            # Target of the composite foreign keys that pin templates/attempts to the person's org.
+            models.UniqueConstraint(fields=["id", "organization"], name="faceid_person_id_org_unique"),
+            models.CheckConstraint(
+                condition=Q(erased_at__isnull=True) | Q(active=False), name="faceid_person_erased_is_inactive"
+            ),
+            models.CheckConstraint(condition=~Q(external_id=""), name="faceid_person_external_id_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.external_id} {self.display_name}".strip()
+
+    @property
+    def is_erased(self) -> bool:
+        return self.erased_at is not None
+
+
+class TemplateVariant(models.TextChoices):
+    FULL = "full", "Full face"
+    MASKED_SYNTHETIC = "masked_synthetic", "Synthetic mask rendered on the enrollment photo"
+    MASKED_CUTOUT = "masked_cutout", "Lower face blanked"
+
+
+class FaceTemplate(models.Model):
+    """One embedding of one enrollment photo, for one model and one variant.
+
+    ``embedding`` is a dimensionless pgvector column so models of different sizes coexist; every
+    model has its own partial HNSW index over ``embedding::vector(dim)`` (migration 0002).
+    """
+
+    # Denormalised from person so every vector query filters on one column; a composite foreign
+    # key (person_id, organization_id) -> person(id, organization_id) keeps it honest.
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="templates")
+    model_name = models.CharField(max_length=48)
+    model_version = models.CharField(max_length=64)
+    variant = models.CharField(max_length=24, choices=TemplateVariant.choices, default=TemplateVariant.FULL)
+    embedding = VectorField()
+    dim = models.PositiveSmallIntegerField()
+    quality = models.FloatField(null=True, blank=True)
+    mask_probability = models.FloatField(null=True, blank=True)
+    source_sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["person_id", "model_name", "variant", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(variant__in=TemplateVariant.values), name="faceid_template_variant_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    dim=Func(F("embedding"), function="vector_dims", output_field=models.IntegerField())
+                ),
+                name="faceid_template_dim_matches",
+            ),
+            # Re-enrolling the same photo replaces its template instead of weighting it twice.
+            models.UniqueConstraint(
+                fields=["person", "model_name", "model_version", "variant", "source_sha256"],
+                name="faceid_template_unique_source",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "person", "model_name"], name="faceid_tpl_org_person_model")
+        ]
+
+    def __str__(self) -> str:
+        return f"template {self.pk} of person {self.person_id} ({self.model_name}/{self.variant})"
+
+
+class DecisionChoices(models.TextChoices):
+    ACCEPT = "accept", "Accepted (verify) / matched (identify)"
+    REJECT = "reject", "Rejected: similarity below threshold"
+    NO_MATCH = "no_match", "Identify: nobody above the threshold"
+    NO_FACE = "no_face", "No face found"
+    BAD_IMAGE = "bad_image", "Image could not be decoded"
+    LOW_QUALITY = "low_quality", "Face quality too low"
+    NO_TEMPLATES = "no_templates", "Claimed person has no usable templates"
+    UNKNOWN_PERSON = "unknown_person", "Claimed person does not exist"
+    INACTIVE_PERSON = "inactive_person", "Claimed person is inactive or erased"
+    LOCKED_OUT = "locked_out", "Claimed person is locked out"
+    RATE_LIMITED = "rate_limited", "Rate limited"
+    TIMEOUT = "timeout", "Pipeline timed out"
+    ERROR = "error", "Internal error"
+
+
+# Decisions that count towards a person's lockout: a face was compared and did not match. Refusals
+# before matching (no face, bad image, ...) say nothing about an impostor, and locked_out rows must
+# not extend the lockout they report.
+FAILURE_DECISIONS = frozenset({DecisionChoices.REJECT})
+
+
+class AttemptMode(models.TextChoices):
+    VERIFY = "verify", "Verify (1:1)"
+    IDENTIFY = "identify", "Identify (1:N)"
+
+
+class AuditLogIsAppendOnly(Exception):
+    """Raised on any attempt to change or delete audit rows through the ORM."""
+
+
+class VerificationAttemptQuerySet(models.QuerySet):
+    """Refuses bulk writes: rows are written one by one by faceid.audit, which chains them."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise AuditLogIsAppendOnly("the audit log is append-only: update() refused")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AuditLogIsAppendOnly("the audit log is append-only: delete() refused")
+
+    def bulk_update(self, *args: Any, **kwargs: Any) -> int:
+        raise AuditLogIsAppendOnly("the audit log is append-only: bulk_update() refused")
+
+    def bulk_create(self, *args: Any, **kwargs: Any) -> list:
+        raise AuditLogIsAppendOnly("audit rows are written one by one with faceid.services.record_attempt")
+
+    def update_or_create(self, *args: Any, **kwargs: Any) -> Any:
+        raise AuditLogIsAppendOnly("the audit log is append-only: update_or_create() refused")
+
+
+class VerificationAttempt(models.Model):
+    """The audit log: one row per verify/identify call, append-only and hash-chained per organization.
+
+    No biometric data here (no embeddings, no images): erasing a person leaves these rows intact.
+    Every foreign key is PROTECT because the database refuses UPDATE/DELETE on this table (a
+    trigger); SET_NULL or CASCADE could never succeed.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="attempts")
+    # Position in the organization's chain: 1, 2, 3, ... Unique, so even a writer bypassing the lock
+    # cannot fork the chain.
+    seq = models.PositiveBigIntegerField(editable=False)
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.PROTECT, related_name="attempts"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="faceid_attempts",
+    )
+    mode = models.CharField(max_length=16, choices=AttemptMode.choices)
+    claimed_person = models.ForeignKey(
+        Person, null=True, blank=True, on_delete=models.PROTECT, related_name="claimed_attempts"
+    )
+    # What the caller sent, kept even when no such person exists.
+    claimed_external_id = models.CharField(max_length=128, blank=True)
+    decision = models.CharField(max_length=24, choices=DecisionChoices.choices)
+    reason = models.TextField(blank=True)
+    similarity = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
+    matched_person = models.ForeignKey(
+        Person, null=True, blank=True, on_delete=models.PROTECT, related_name="matched_attempts"
+    )
+    masked = models.BooleanField(null=True, blank=True)
+    mask_probability = models.FloatField(null=True, blank=True)
+    model_name = models.CharField(max_length=48, blank=True)
+    model_version = models.CharField(max_length=64, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(editable=False)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    row_hash = models.CharField(max_length=64, unique=True, editable=False)
+
+    objects = VerificationAttemptQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "seq"], name="faceid_attempt_org_seq_unique"),
+            models.CheckConstraint(
+                condition=Q(mode__in=AttemptMode.values), name="faceid_attempt_mode_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(decision__in=DecisionChoices.values), name="faceid_attempt_decision_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "-created_at"], name="faceid_attempt_org_time"),
+            models.Index(
+                fields=["organization", "claimed_person", "created_at"], name="faceid_attempt_org_claimed"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.pk} {self.mode} {self.decision}"
+
+    def save(self, *args: Any, _append: bool = False, **kwargs: Any) -> None:
+        # faceid.audit.append_attempt passes _append=True after it has locked the chain and hashed
+        # the row; anything else (admin, shell, a stray .save()) is refused.
+        if not self._state.adding or self.pk is not None:
+            raise AuditLogIsAppendOnly("the audit log is append-only: audit rows cannot be changed")
+        if not _append:
+            raise AuditLogIsAppendOnly("write audit rows with faceid.services.record_attempt")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AuditLogIsAppendOnly("the audit log is append-only: delete() refused")
+
+
+class ImagePurpose(models.TextChoices):
+    ENROLLMENT = "enrollment", "Enrollment photo"
+    PROBE = "probe", "Verification/identification probe"
+
+
+def _stored_image_path(instance: StoredImage, filename: str) -> str:
+    # Content-addressed under the organization: no client-supplied names reach the file system.
+    return f"faceid/{instance.organization_id}/{instance.sha256[:2]}/{instance.sha256}{_ext(filename)}"
+
+
+def _ext(filename: str) -> str:
+    suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    return f".{suffix}" if suffix in {"jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"} else ".bin"
+
+
+class StoredImage(models.Model):
+    """A raw image kept because the organization's policy asks for it; purged at ``expires_at``."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    person = models.ForeignKey(Person, null=True, blank=True, on_delete=models.CASCADE, related_name="images")
+    attempt = models.ForeignKey(
+        VerificationAttempt, null=True, blank=True, on_delete=models.PROTECT, related_name="images"
+    )
+    purpose = models.CharField(max_length=16, choices=ImagePurpose.choices)
+    file = models.FileField(upload_to=_stored_image_path, max_length=255)
+    content_type = models.CharField(max_length=64, blank=True)
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"image {self.pk} ({self.purpose})"

@@ -1,0 +1,84 @@
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from tenants import services
+from tenants.models import ApiKey, Membership, Organization, OrganizationPolicy
+
+
+class PolicyInline(admin.StackedInline):
+    model = OrganizationPolicy
+    can_delete = False
+    readonly_fields = ("updated_at",)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ("user",)
+    readonly_fields = ("created_at",)
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ("slug", "name", "active", "created_at")
+    list_filter = ("active",)
+    search_fields = ("slug", "name")
+    readonly_fields = ("created_at",)
+    inlines = (PolicyInline, MembershipInline)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Organization | None = None) -> bool:
+        # Organizations are deactivated, not deleted: their audit log must survive.
+        return False
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # Every organization has a policy, also one added here with the inline left empty.
+        services.ensure_policy(form.instance)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are created where the plaintext can be shown once (console, create_api_key command)."""
+
+    list_display = ("name", "organization", "prefix", "scopes", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("organization", ("revoked_at", admin.EmptyFieldListFilter))
+    search_fields = ("name", "prefix", "organization__slug")
+    readonly_fields = (
+        "organization",
+        "prefix",
+        "scopes",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    fields = ("name", *readonly_fields)
+    actions = ("revoke",)
+    list_select_related = ("organization",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        return False  # audit rows refer to keys: revoke instead
+
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        count = 0
+        for api_key in queryset.select_related("organization"):
+            if api_key.revoked_at is None:
+                services.revoke_api_key(api_key.organization, api_key)
+                count += 1
+        self.message_user(request, f"Revoked {count} API keys.", messages.SUCCESS)
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "organization", "role", "created_at")
+    list_filter = ("role", "organization")
+    search_fields = ("user__username", "user__email", "organization__slug")
+    autocomplete_fields = ("user", "organization")
+    list_select_related = ("user", "organization")
