@@ -1,0 +1,1 @@
+"""Offline tools that produce constants and weights committed in the product."""
