@@ -1,0 +1,62 @@
+# faceid: `make run` serves the whole platform locally, `make test` runs the whole test suite.
+# Both create .venv (Python 3.11) and install the pinned requirements on first use.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv deps dev-deps run test lint format stop-services clean docker-config
+
+help:
+	@echo "make run    - embedded PostgreSQL+pgvector and Redis (unless DATABASE_URL/REDIS_URL), migrate,"
+	@echo "              demo organization, Celery worker, web on http://127.0.0.1:8000 (Ctrl-C stops all)"
+	@echo "make test   - the whole test suite (PYTEST_ARGS='-k ...' to narrow it)"
+	@echo "make lint   - ruff"
+	@echo "make stop-services - stop embedded servers a killed run left behind"
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "faceid needs Python 3.11 (Django 5.2, mediapipe 0.10.21); set PYTHON=/path/to/python3.11")'
+	$(PYTHON) -m venv $(VENV)
+
+venv: $(PY)
+
+# Stamps: reinstall only when a requirements file changes.
+$(VENV)/.deps-installed: requirements.txt | $(PY)
+	$(PIP) install -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev-deps-installed: requirements-dev.txt requirements.txt | $(PY)
+	$(PIP) install -r requirements-dev.txt
+	@touch $(VENV)/.deps-installed $@
+
+deps: $(VENV)/.deps-installed
+dev-deps: $(VENV)/.dev-deps-installed
+
+run: deps
+	$(PY) scripts/run_local.py
+
+# Tests need a SECRET_KEY (DEBUG is off in tests); a throwaway one unless the environment has one.
+test: dev-deps
+	SECRET_KEY="$${SECRET_KEY:-insecure-test-only-key}" \
+	  $(PY) scripts/localstack.py exec --database faceid -- $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: dev-deps
+	$(VENV)/bin/ruff check .
+
+format: dev-deps
+	$(VENV)/bin/ruff check --fix .
+
+stop-services: deps
+	$(PY) scripts/localstack.py stop
+
+# Needs Docker's compose plugin (no engine needed); the development and CI machines lack it.
+docker-config:
+	@docker compose version >/dev/null 2>&1 || { echo "docker compose plugin not installed"; exit 1; }
+	docker compose -f docker/compose.yaml --env-file docker/.env.example config --quiet && echo "compose.yaml OK"
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
+	@echo "kept var/ (local database, Redis data, secrets); remove it by hand to start afresh"
