@@ -24,3 +24,12 @@ def lfw_dir(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def portraits_dir(shared_data: Path) -> Path:
     return shared_data / "portraits"
+
+
+@pytest.fixture(autouse=True)
+def _plain_static_files(settings) -> None:
+    # Without DEBUG the settings pick the manifest storage, which needs `collectstatic` first.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
