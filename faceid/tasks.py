@@ -73,13 +73,11 @@ def _init_worker_process(**_: Any) -> None:
         return
     started = time.monotonic()
     try:
-        from inference import pipeline
+        from inference.pipeline import get_pipeline
 
-        warm_up = getattr(pipeline, "warm_up", None)
-        if warm_up is not None:
-            warm_up(device=inference_device())
-        else:  # the default embedder's pipeline: what a task asks for first in most deployments
-            pipeline.get_pipeline(device=inference_device())
+        # The stages cache their models per process, so pipelines built later for other
+        # policy settings reuse what this one loaded.
+        get_pipeline(device=inference_device())
     except Exception:
         logger.exception("pipeline warm-up failed in pid %s; tasks will report the error", os.getpid())
         return
