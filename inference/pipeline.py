@@ -1,0 +1,397 @@
+"""The whole pipeline for enrollment photos and verification probes.
+
+decode -> detect (the largest face in the frame) -> quality -> align -> mask decision -> embed.
+
+Mask-aware matching: a masked probe is compared with templates that look like it. For every
+unmasked enrollment photo the pipeline stores the full-face template and two mask-aware ones:
+`masked_synthetic` (a procedural mask rendered on the photo from the mesh) and `masked_cutout`
+(the aligned chip with the lower face blanked, the original system's variant). A probe carries
+one vector per variant it should be compared with: an unmasked probe its full face, a masked
+probe its own face for the synthetic gallery and its blanked chip for the cutout gallery.
+
+Matching options, chosen on development data outside the LFW test pairs (the numbers are in
+docs/benchmarks/README.md): full faces are aligned on the five points (`align_mode`); the
+mask-aware variants, on both sides (gallery and masked probe), on the eye, brow and nose mesh
+points (`masked_align_mode="mesh"`: a better fit when the mouth is hidden); three synthetic
+renders per photo (`synthetic_masks_per_photo`); every template is flip-averaged. `jitter`
+adds that many slightly perturbed copies of the chip (dlib's jitter: up to 3 degrees, 3% scale,
+2% shift; a fixed seed, so a photo always gives the same vector) and averages them: it gained
+nothing measurable there and costs an embedding per copy, so it is off by default.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from inference.align import ALIGN_MODES, DLIB_150, align_face, alignment_matrix
+from inference.detect import DetectedFace, FaceDetector, get_face_detector
+from inference.embedders import Embedder, create_embedder
+from inference.mask.classifier import DEFAULT_MASK_THRESHOLD, MaskClassifier, get_mask_classifier
+from inference.mask.occlusion import blank_lower_face
+from inference.mask.render import render_synthetic_mask
+from inference.quality import QualityReport, assess_quality
+
+DEFAULT_EMBEDDER = "dlib_resnet_v1"
+
+VARIANT_FULL = "full"
+VARIANT_SYNTHETIC = "masked_synthetic"
+VARIANT_CUTOUT = "masked_cutout"
+VARIANTS = (VARIANT_FULL, VARIANT_SYNTHETIC, VARIANT_CUTOUT)
+# Which enrolled variant a masked probe is matched against, by the organization's strategy.
+MASK_STRATEGIES = {"synthetic": VARIANT_SYNTHETIC, "cutout": VARIANT_CUTOUT}
+# probe() also takes "plain" (evaluation only): the masked face against the full-face
+# templates, the baseline the mask-aware variants are measured against.
+PROBE_STRATEGIES = {**MASK_STRATEGIES, "plain": VARIANT_FULL}
+
+# dlib's jitter_image: rotation up to 3 degrees, the face 0-3% smaller, shifted up to 2%.
+JITTER_MAX_DEGREES = 3.0
+JITTER_MAX_SHRINK = 0.03
+JITTER_MAX_SHIFT = 0.02
+JITTER_SEED = 2017
+
+# A second face at least this large relative to the largest makes an enrollment photo ambiguous.
+SEVERAL_FACES_RATIO = 0.6
+
+
+@dataclass
+class FaceResult:
+    """What the pipeline found in one image. `refusal` is a reason code, or None when usable."""
+
+    refusal: str | None
+    face: DetectedFace | None = None
+    quality: QualityReport | None = None
+    masked: bool | None = None
+    mask_probability: float | None = None
+    embeddings: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.refusal is None
+
+    def to_dict(self) -> dict:
+        """JSON-safe form, for Celery results and API answers."""
+        quality = None
+        if self.quality is not None:
+            quality = {
+                "score": round(float(self.quality.score), 4),
+                "face_px": round(float(self.quality.face_px), 1),
+                "sharpness": round(float(self.quality.sharpness), 2),
+                "yaw": round(float(self.quality.yaw), 1),
+                "pitch": round(float(self.quality.pitch), 1),
+                "roll": round(float(self.quality.roll), 1),
+                "eyes_visible": bool(self.quality.eyes_visible),
+                "reasons": list(self.quality.reasons),
+            }
+        return {
+            "refusal": self.refusal,
+            "face_found": self.face is not None,
+            "bbox": [round(float(v), 1) for v in self.face.bbox] if self.face is not None else None,
+            "quality": quality,
+            "masked": self.masked,
+            "mask_probability": None if self.mask_probability is None else round(self.mask_probability, 4),
+            "embeddings": {k: [v.astype(float).tolist() for v in vs] for k, vs in self.embeddings.items()},
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }
+
+
+class _Stopwatch:
+    def __init__(self, timings: dict[str, float], stage: str) -> None:
+        self.timings, self.stage = timings, stage
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        elapsed = (time.perf_counter() - self.start) * 1000.0
+        self.timings[self.stage] = self.timings.get(self.stage, 0.0) + elapsed
+
+
+class FacePipeline:
+    """Models are loaded once (per process, through the stage caches) and reused for every call."""
+
+    def __init__(
+        self,
+        embedder: str = DEFAULT_EMBEDDER,
+        *,
+        device: str = "auto",
+        mask_threshold: float = DEFAULT_MASK_THRESHOLD,
+        cutout_start_row: int = 76,
+        synthetic_masks_per_photo: int = 3,
+        align_mode: str = "five_point",
+        masked_align_mode: str | None = "mesh",
+        jitter: int = 0,
+        flip: bool = True,
+        optimize: bool = True,
+        detector: FaceDetector | None = None,
+        mask_classifier: MaskClassifier | None = None,
+        embedding_model: Embedder | None = None,
+    ) -> None:
+        self.detector = detector or get_face_detector()
+        self.mask_classifier = mask_classifier or get_mask_classifier(device=device)
+        self.embedder = embedding_model or create_embedder(embedder, device=device)
+        if optimize:
+            # On the CPU, frozen TorchScript copies of both networks (convolution, batch norm
+            # and activation fused): the two forwards of a probe take about a third less time.
+            width, height = self.embedder.spec.input_size
+            self.embedder = _frozen_copy(self.embedder, "module", (3, height, width))
+            size = getattr(self.mask_classifier, "input_size", None)
+            if isinstance(size, int):
+                self.mask_classifier = _frozen_copy(self.mask_classifier, "model", (3, size, size))
+        self.mask_threshold = mask_threshold
+        self.cutout_start_row = cutout_start_row
+        self.synthetic_masks_per_photo = synthetic_masks_per_photo
+        for mode in (align_mode, masked_align_mode):
+            if mode is not None and mode not in ALIGN_MODES:
+                raise ValueError(f"unknown alignment mode {mode!r}; choose from {ALIGN_MODES}")
+        if jitter < 0:
+            raise ValueError("jitter must be >= 0")
+        self.align_mode = align_mode
+        self.masked_align_mode = masked_align_mode or align_mode
+        self.jitter = jitter
+        self.flip = flip
+
+    @property
+    def settings(self) -> dict[str, object]:
+        """What decides the vectors besides the models: recorded with benchmark results."""
+        return {
+            "embedder": self.embedder.spec.name,
+            "model_version": self.embedder.spec.version,
+            "mask_threshold": self.mask_threshold,
+            "cutout_start_row": self.cutout_start_row,
+            "synthetic_masks_per_photo": self.synthetic_masks_per_photo,
+            "align_mode": self.align_mode,
+            "masked_align_mode": self.masked_align_mode,
+            "jitter": self.jitter,
+            "flip": self.flip,
+        }
+
+    @property
+    def model_version(self) -> str:
+        return self.embedder.spec.version
+
+    # -- stages --------------------------------------------------------------------------
+    def analyze(self, rgb: np.ndarray, *, strict: bool) -> FaceResult:
+        """Detect, check quality and decide mask for one image; embeds nothing.
+
+        strict: enrollment rules (one clear face, quality reasons refuse the photo); a probe
+        only needs a face, its quality is reported but not enforced.
+        """
+        result = FaceResult(refusal=None)
+        with _Stopwatch(result.timings_ms, "detect"):
+            faces = self.detector.detect(rgb)
+        if not faces:
+            result.refusal = "no_face"
+            return result
+        # The face with the most pixels in the frame: the mesh extrapolates a face cut by the
+        # image border beyond it, and that face's box must not outweigh a whole one.
+        faces = sorted(faces, key=lambda f: visible_area(f, rgb.shape), reverse=True)
+        face = faces[0]
+        result.face = face
+        if (
+            strict
+            and len(faces) > 1
+            and visible_area(faces[1], rgb.shape) >= SEVERAL_FACES_RATIO * visible_area(face, rgb.shape)
+        ):
+            result.refusal = "several_faces"
+        with _Stopwatch(result.timings_ms, "quality"):
+            result.quality = assess_quality(rgb, face)
+        if strict and result.refusal is None and result.quality.reasons:
+            result.refusal = result.quality.reasons[0]
+        with _Stopwatch(result.timings_ms, "mask"):
+            chip = align_face(rgb, face, DLIB_150)
+            probability = float(self.mask_classifier.predict_proba([chip])[0])
+        result.mask_probability = probability
+        result.masked = probability >= self.mask_threshold
+        return result
+
+    def enroll(
+        self, images: Sequence[np.ndarray], *, allow_masked: bool = False, enforce_policy: bool = True
+    ) -> list[FaceResult]:
+        """Full-face and mask-aware templates for each photo; a masked photo is refused unless allowed.
+
+        enforce_policy=False (evaluation only) enrolls whatever face is found, however small,
+        blurred or crowded; its quality reasons are still reported in `result.quality`.
+        """
+        results = [self.analyze(rgb, strict=enforce_policy) for rgb in images]
+        jobs: list[tuple[int, str, list[np.ndarray]]] = []
+        for index, (rgb, result) in enumerate(zip(images, results, strict=True)):
+            if result.ok and result.masked and not allow_masked:
+                result.refusal = "masked"
+            if not result.ok:
+                continue
+            with _Stopwatch(result.timings_ms, "align"):
+                jobs.extend((index, variant, crop) for variant, crop in self._enrollment_crops(rgb, result))
+        self._embed_into(results, jobs)
+        return results
+
+    def probe(self, images: Sequence[np.ndarray], *, strategy: str = "synthetic") -> list[FaceResult]:
+        """One result per frame; each usable frame carries the vectors verification compares."""
+        if strategy not in PROBE_STRATEGIES:
+            raise ValueError(f"unknown mask strategy {strategy!r}; choose from {sorted(PROBE_STRATEGIES)}")
+        results = [self.analyze(rgb, strict=False) for rgb in images]
+        jobs: list[tuple[int, str, list[np.ndarray]]] = []
+        for index, (rgb, result) in enumerate(zip(images, results, strict=True)):
+            if not result.ok:
+                continue
+            with _Stopwatch(result.timings_ms, "align"):
+                variant = PROBE_STRATEGIES[strategy] if result.masked else VARIANT_FULL
+                crops = self._crops(rgb, result.face, variant)
+                if variant == VARIANT_CUTOUT:
+                    crops = [self._cutout(crop) for crop in crops]
+                jobs.append((index, variant, crops))
+        self._embed_into(results, jobs)
+        return results
+
+    # -- helpers -------------------------------------------------------------------------
+    def _enrollment_crops(
+        self, rgb: np.ndarray, result: FaceResult
+    ) -> Iterable[tuple[str, list[np.ndarray]]]:
+        masked_crops = self._crops(rgb, result.face, VARIANT_CUTOUT)
+        yield VARIANT_CUTOUT, [self._cutout(crop) for crop in masked_crops]
+        if result.masked:
+            # A photo taken with a real mask on (only where the policy allows it) is itself a
+            # masked template; it must never stand in for the full face.
+            yield VARIANT_SYNTHETIC, masked_crops
+            return
+        yield VARIANT_FULL, self._crops(rgb, result.face, VARIANT_FULL)
+        for seed in range(self.synthetic_masks_per_photo):
+            masked = render_synthetic_mask(rgb, result.face, rng=np.random.default_rng(seed))
+            yield VARIANT_SYNTHETIC, self._crops(masked, result.face, VARIANT_SYNTHETIC)
+
+    def _crops(self, rgb: np.ndarray, face: DetectedFace, variant: str) -> list[np.ndarray]:
+        """The aligned chip for a variant, then `jitter` perturbed copies (same seed every call)."""
+        template = self.embedder.spec.template
+        mode = self.align_mode if variant == VARIANT_FULL else self.masked_align_mode
+        matrix = alignment_matrix(face, template, mode=mode)
+        matrices = [matrix]
+        if self.jitter:
+            rng = np.random.default_rng(JITTER_SEED)
+            matrices += [_perturbed(matrix, template.size, rng) for _ in range(self.jitter)]
+        image = np.ascontiguousarray(rgb)
+        return [
+            cv2.warpAffine(image, m, template.size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            for m in matrices
+        ]
+
+    def _cutout(self, crop: np.ndarray) -> np.ndarray:
+        # The row is given for the 150 px dlib chip; occlusion scales it for other sizes.
+        return blank_lower_face(crop, start_row=self.cutout_start_row, fill="mean")
+
+    def _embed_into(self, results: list[FaceResult], jobs: list[tuple[int, str, list[np.ndarray]]]) -> None:
+        """Embed every crop of every image as one batch: batching is where the time is won.
+
+        A job's crops (the chip and its jittered copies) become one template: the normalised
+        mean of their vectors.
+        """
+        if not jobs:
+            return
+        started = time.perf_counter()
+        vectors = np.asarray(self.embedder.embed([c for _, _, crops in jobs for c in crops], flip=self.flip))
+        per_job = (time.perf_counter() - started) * 1000.0 / len(jobs)
+        offset = 0
+        for index, variant, crops in jobs:
+            group = vectors[offset : offset + len(crops)]
+            offset += len(crops)
+            vector = group[0] if len(group) == 1 else _normalised(group.mean(axis=0))
+            results[index].embeddings.setdefault(variant, []).append(vector)
+            results[index].timings_ms["embed"] = results[index].timings_ms.get("embed", 0.0) + per_job
+
+
+def visible_area(face: DetectedFace, shape: tuple[int, ...]) -> float:
+    """Area of the face's landmark box inside an image of this shape (rows, columns, ...)."""
+    height, width = shape[:2]
+    x0, y0, x1, y1 = face.bbox
+    return max(0.0, min(x1, width) - max(x0, 0.0)) * max(0.0, min(y1, height) - max(y0, 0.0))
+
+
+def _frozen_copy(owner: object, attribute: str, input_shape: tuple[int, int, int]) -> object:
+    """A shallow copy of `owner` whose torch network `attribute` is traced and frozen for the CPU.
+
+    The original (which a process-wide cache may share) is left alone. The owner itself comes
+    back unchanged off the CPU, when tracing fails (a future torch without TorchScript, say) or
+    when the frozen network's output differs from the original's by more than 1e-4.
+    """
+    import copy
+    import warnings
+
+    import torch
+
+    module = getattr(owner, attribute, None)
+    device = getattr(owner, "device", None)
+    if not isinstance(module, torch.nn.Module) or getattr(device, "type", None) != "cpu":
+        return owner
+    example = torch.rand(2, *input_shape)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the tracer's notes on shape-dependent Python code
+            traced = torch.jit.trace(module.eval(), example, check_trace=False)
+            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+            probe = torch.rand(3, *input_shape)
+            if float((frozen(probe) - module(probe)).abs().max()) > 1e-4:
+                return owner
+    except Exception:  # noqa: BLE001 - any failure leaves the eager network in place
+        return owner
+    clone = copy.copy(owner)
+    setattr(clone, attribute, frozen)
+    return clone
+
+
+def _normalised(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm).astype(np.float32) if norm > 0 else vector.astype(np.float32)
+
+
+def _perturbed(matrix: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """The alignment followed by a small random similarity about the chip centre (dlib's jitter)."""
+    width, height = size
+    angle = np.deg2rad(rng.uniform(-JITTER_MAX_DEGREES, JITTER_MAX_DEGREES))
+    scale = 1.0 - rng.uniform(0.0, JITTER_MAX_SHRINK)
+    shift = rng.uniform(-JITTER_MAX_SHIFT, JITTER_MAX_SHIFT, 2) * np.array([width, height])
+    centre = np.array([width / 2.0, height / 2.0])
+    rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    outer = np.empty((2, 3))
+    outer[:, :2] = rotation
+    outer[:, 2] = centre + shift - rotation @ centre
+    combined = np.empty((2, 3))
+    combined[:, :2] = outer[:, :2] @ matrix[:, :2]
+    combined[:, 2] = outer[:, :2] @ matrix[:, 2] + outer[:, 2]
+    return combined
+
+
+def match_similarity(probe: FaceResult, gallery: dict[str, Sequence[np.ndarray]]) -> float | None:
+    """Best cosine similarity between the probe and the enrolled templates of the variant it uses.
+
+    gallery maps a variant to that person's template vectors (L2-normalised). Scoring is the
+    same for the evaluation CLI and for a verification in the product.
+    """
+    best: float | None = None
+    for variant, probe_vectors in probe.embeddings.items():
+        enrolled = gallery.get(variant)
+        if enrolled is None or len(enrolled) == 0:
+            continue
+        scores = np.asarray(enrolled, dtype=np.float32) @ np.asarray(probe_vectors, dtype=np.float32).T
+        value = float(scores.max())
+        best = value if best is None else max(best, value)
+    return best
+
+
+_pipelines: dict[tuple, FacePipeline] = {}
+_pipelines_lock = threading.Lock()
+
+
+def get_pipeline(
+    embedder: str = DEFAULT_EMBEDDER, *, device: str = "auto", **options: object
+) -> FacePipeline:
+    """The per-process pipeline for these settings (workers call this after the fork)."""
+    key = (embedder, device, tuple(sorted(options.items())))
+    with _pipelines_lock:
+        if key not in _pipelines:
+            _pipelines[key] = FacePipeline(embedder, device=device, **options)
+        return _pipelines[key]
