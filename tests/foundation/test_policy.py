@@ -16,7 +16,7 @@ def test_a_new_organization_gets_the_default_policy(org):
     assert policy.threshold_unmasked == EMBEDDING_MODELS[DEFAULT_EMBEDDING_MODEL].default_threshold_unmasked
     assert policy.threshold_masked == EMBEDDING_MODELS[DEFAULT_EMBEDDING_MODEL].default_threshold_masked
     assert policy.target_far == tenant_models.DEFAULT_TARGET_FAR == 0.001
-    assert policy.mask_threshold == 0.5 and policy.mask_strategy == "synthetic"
+    assert policy.mask_threshold == 0.5 and policy.mask_strategy == "cutout"
     assert policy.require_unmasked_enrollment is True
     assert (policy.lockout_failures, policy.lockout_window_seconds, policy.lockout_seconds) == (5, 300, 900)
     assert policy.keep_images is False and policy.image_retention_days == 30
@@ -72,6 +72,6 @@ def test_mask_decision_threshold_and_template_variants_follow_the_policy(org):
     assert not policy.is_masked(0.6) and policy.is_masked(0.61) and not policy.is_masked(None)
     assert policy.threshold_for(masked=True) == 0.7 and policy.threshold_for(masked=False) == 0.8
     assert probe_variants(policy, masked=False) == ["full"]
-    assert probe_variants(policy, masked=True) == ["masked_synthetic"]
-    policy = update_policy(org, mask_strategy="cutout")
     assert probe_variants(policy, masked=True) == ["masked_cutout"]
+    policy = update_policy(org, mask_strategy="synthetic")
+    assert probe_variants(policy, masked=True) == ["masked_synthetic"]
