@@ -185,6 +185,51 @@ def _record(caller: Caller, context: dict | None, **fields: Any):
     )
 
 
+def _refuse_unusable_probe(
+    caller: Caller,
+    context: dict,
+    mode: str,
+    results: list[dict],
+    usable: list,
+    frames: list,
+    model_version: str,
+    claimed_person: Person | None = None,
+) -> tuple[int, dict] | None:
+    """The audited 400/422 answer when no frame can be matched (verify and identify alike), else None."""
+    bad = _decode_errors(results)
+    if bad:
+        first = bad[0]
+        attempt = _record(
+            caller,
+            context,
+            mode=mode,
+            decision=DecisionChoices.BAD_IMAGE,
+            claimed_person=claimed_person,
+            model_version=model_version,
+            reason=f"image {first['index']}: {first['detail']}",
+        )
+        return 400, {
+            "reason": "bad_image",
+            "detail": first["detail"],
+            "image_reason": first["reason"],
+            "images": bad,
+            "attempt_id": attempt.pk,
+        }
+    if usable:
+        return None
+    code = next((r.get("refusal") for r in results if r.get("refusal")), "no_face")
+    attempt = _record(
+        caller,
+        context,
+        mode=mode,
+        decision=_PROBE_REFUSAL_DECISIONS.get(code, DecisionChoices.LOW_QUALITY),
+        claimed_person=claimed_person,
+        model_version=model_version,
+        reason=f"{code}: {refusal_message(code)}",
+    )
+    return 422, {"reason": code, "detail": refusal_message(code), "frames": frames, "attempt_id": attempt.pk}
+
+
 def record_refusal(
     caller: Caller,
     *,
@@ -417,46 +462,13 @@ def _finish_verify(
 
     results = output["results"]
     model_version = output.get("model_version", "")
-    bad = _decode_errors(results)
-    if bad:
-        first = bad[0]
-        attempt = _record(
-            caller,
-            context,
-            mode=mode,
-            decision=DecisionChoices.BAD_IMAGE,
-            claimed_person=person,
-            model_version=model_version,
-            reason=f"image {first['index']}: {first['detail']}",
-        )
-        return 400, {
-            "reason": "bad_image",
-            "detail": first["detail"],
-            "image_reason": first["reason"],
-            "images": bad,
-            "attempt_id": attempt.pk,
-        }
-
     frames = _frames_summary(results)
     usable = [(i, r) for i, r in enumerate(results) if r.get("refusal") is None and r.get("embeddings")]
-    if not usable:
-        code = next((r.get("refusal") for r in results if r.get("refusal")), "no_face")
-        decision = _PROBE_REFUSAL_DECISIONS.get(code, DecisionChoices.LOW_QUALITY)
-        attempt = _record(
-            caller,
-            context,
-            mode=mode,
-            decision=decision,
-            claimed_person=person,
-            model_version=model_version,
-            reason=f"{code}: {refusal_message(code)}",
-        )
-        return 422, {
-            "reason": code,
-            "detail": refusal_message(code),
-            "frames": frames,
-            "attempt_id": attempt.pk,
-        }
+    refused = _refuse_unusable_probe(
+        caller, context, mode, results, usable, frames, model_version, claimed_person=person
+    )
+    if refused is not None:
+        return refused
 
     # person can only vanish between prepare and finish through a concurrent erasure
     best = None  # (similarity, frame index, result)
@@ -619,43 +631,11 @@ def _finish_identify(
         return status, {"reason": reason, "detail": detail, "attempt_id": attempt.pk}
     results = output["results"]
     model_version = output.get("model_version", "")
-    bad = _decode_errors(results)
-    if bad:
-        first = bad[0]
-        attempt = _record(
-            caller,
-            context,
-            mode=mode,
-            decision=DecisionChoices.BAD_IMAGE,
-            model_version=model_version,
-            reason=f"image {first['index']}: {first['detail']}",
-        )
-        return 400, {
-            "reason": "bad_image",
-            "detail": first["detail"],
-            "image_reason": first["reason"],
-            "images": bad,
-            "attempt_id": attempt.pk,
-        }
     frames = _frames_summary(results)
     usable = [(i, r) for i, r in enumerate(results) if r.get("refusal") is None and r.get("embeddings")]
-    if not usable:
-        code = next((r.get("refusal") for r in results if r.get("refusal")), "no_face")
-        decision = _PROBE_REFUSAL_DECISIONS.get(code, DecisionChoices.LOW_QUALITY)
-        attempt = _record(
-            caller,
-            context,
-            mode=mode,
-            decision=decision,
-            model_version=model_version,
-            reason=f"{code}: {refusal_message(code)}",
-        )
-        return 422, {
-            "reason": code,
-            "detail": refusal_message(code),
-            "frames": frames,
-            "attempt_id": attempt.pk,
-        }
+    refused = _refuse_unusable_probe(caller, context, mode, results, usable, frames, model_version)
+    if refused is not None:
+        return refused
 
     top_k = context["top_k"]
     best_by_person: dict[
