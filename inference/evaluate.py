@@ -94,7 +94,6 @@ class Record:
     embeddings: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
     overlay: str | None = None  # "ok", or "no_face" when no face was found to put the mask on
-    detect_cached: bool = False
     model_version: str | None = None
 
 
@@ -266,13 +265,13 @@ def _run_job(job: ImageJob) -> tuple[ImageJob, Record]:
 
     if job.role == "enroll":
         result = pipeline.enroll([rgb], allow_masked=True, enforce_policy=False)[0]
-        record = _record(result, honest_timings(result), overlay, detector, pipeline)
+        record = _record(result, honest_timings(result), overlay, pipeline)
         if result.ok:
             record.embeddings = {"enroll": _stack(result.embeddings)}
         return job, record
 
     first = pipeline.probe([rgb], strategy=config.strategies[0])[0]
-    record = _record(first, honest_timings(first), overlay, detector, pipeline)
+    record = _record(first, honest_timings(first), overlay, pipeline)
     if first.ok:
         record.embeddings[config.strategies[0]] = _stack(first.embeddings)
         for strategy in config.strategies[1:]:
@@ -284,7 +283,7 @@ def _run_job(job: ImageJob) -> tuple[ImageJob, Record]:
     return job, record
 
 
-def _record(result, timings, overlay, detector, pipeline) -> Record:
+def _record(result, timings, overlay, pipeline) -> Record:
     return Record(
         face=result.face is not None,
         refusal=result.refusal,
@@ -293,7 +292,6 @@ def _record(result, timings, overlay, detector, pipeline) -> Record:
         quality_reasons=list(result.quality.reasons) if result.quality is not None else [],
         timings_ms=timings,
         overlay=overlay,
-        detect_cached=bool(getattr(detector, "last_hit", False)),
         model_version=pipeline.model_version,
     )
 
@@ -332,7 +330,10 @@ class ResultCache:
                 data = pickle.load(handle)
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ModuleNotFoundError):
             return None
-        return Record(**data) if isinstance(data, dict) else data
+        if not isinstance(data, dict):
+            return data
+        fields = Record.__dataclass_fields__
+        return Record(**{key: value for key, value in data.items() if key in fields})
 
     def put(self, job: ImageJob, record: Record) -> None:
         path = self._path(job)

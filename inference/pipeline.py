@@ -12,8 +12,9 @@ probe its own face for the synthetic gallery and its blanked chip for the cutout
 Matching options, chosen on development data outside the LFW test pairs (the numbers are in
 docs/benchmarks/README.md): full faces are aligned on the five points (`align_mode`); the
 mask-aware variants, on both sides (gallery and masked probe), on the eye, brow and nose mesh
-points (`masked_align_mode="mesh"`: a better fit when the mouth is hidden); three synthetic
-renders per photo (`synthetic_masks_per_photo`); every template is flip-averaged. `jitter`
+points (`masked_align_mode="mesh"`: a better fit when the mouth is hidden); the synthetic
+template is the mean of three renders (`synthetic_masks_per_photo`); every template is
+flip-averaged. `jitter`
 adds that many slightly perturbed copies of the chip (dlib's jitter: up to 3 degrees, 3% scale,
 2% shift; a fixed seed, so a photo always gives the same vector) and averages them: it gained
 nothing measurable there and costs an embedding per copy, so it is off by default.
@@ -261,9 +262,13 @@ class FacePipeline:
             yield VARIANT_SYNTHETIC, masked_crops
             return
         yield VARIANT_FULL, self._crops(rgb, result.face, VARIANT_FULL)
+        # Several renders (varied shape, colour, texture) make one template: the mean of their
+        # vectors. One template per variant and photo is also what the template store keeps.
+        renders = []
         for seed in range(self.synthetic_masks_per_photo):
             masked = render_synthetic_mask(rgb, result.face, rng=np.random.default_rng(seed))
-            yield VARIANT_SYNTHETIC, self._crops(masked, result.face, VARIANT_SYNTHETIC)
+            renders.extend(self._crops(masked, result.face, VARIANT_SYNTHETIC))
+        yield VARIANT_SYNTHETIC, renders
 
     def _crops(self, rgb: np.ndarray, face: DetectedFace, variant: str) -> list[np.ndarray]:
         """The aligned chip for a variant, then `jitter` perturbed copies (same seed every call)."""
