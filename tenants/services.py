@@ -32,21 +32,20 @@ _MAX_KEY_LENGTH = 200
 # Compared against when the prefix is unknown, so that path also does one digest comparison.
 _DUMMY_HASH = hashlib.sha256(b"faceid-no-such-key").hexdigest()
 
-_POLICY_FIELDS = frozenset(
-    {
-        "embedding_model",
-        "threshold_unmasked",
-        "threshold_masked",
-        "target_far",
-        "mask_threshold",
-        "mask_strategy",
-        "require_unmasked_enrollment",
-        "lockout_failures",
-        "lockout_window_seconds",
-        "lockout_seconds",
-        "keep_images",
-        "image_retention_days",
-    }
+# The policy fields an owner or admin may change, in the order the console shows them.
+POLICY_FIELDS = (
+    "embedding_model",
+    "threshold_unmasked",
+    "threshold_masked",
+    "target_far",
+    "mask_threshold",
+    "mask_strategy",
+    "require_unmasked_enrollment",
+    "lockout_failures",
+    "lockout_window_seconds",
+    "lockout_seconds",
+    "keep_images",
+    "image_retention_days",
 )
 
 
@@ -131,7 +130,7 @@ def remove_membership(organization: Organization, membership: Membership) -> Non
 def update_policy(organization: Organization, **fields: Any) -> OrganizationPolicy:
     """Change policy fields. Switching the embedding model without giving thresholds resets them to
     the new model's defaults: similarity scales differ between models, so the old ones are wrong."""
-    unknown = set(fields) - _POLICY_FIELDS
+    unknown = set(fields) - set(POLICY_FIELDS)
     if unknown:
         raise ValidationError(f"unknown policy fields: {', '.join(sorted(unknown))}")
     policy = ensure_policy(organization)

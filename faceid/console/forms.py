@@ -4,6 +4,7 @@ from django import forms
 
 from faceid.models import AttemptMode, DecisionChoices
 from tenants.models import OrganizationPolicy, Scope
+from tenants.services import POLICY_FIELDS
 
 
 class PersonCreateForm(forms.Form):
@@ -57,20 +58,7 @@ class ConfirmEraseForm(forms.Form):
 class PolicyForm(forms.ModelForm):
     class Meta:
         model = OrganizationPolicy
-        fields = [
-            "embedding_model",
-            "threshold_unmasked",
-            "threshold_masked",
-            "target_far",
-            "mask_threshold",
-            "mask_strategy",
-            "require_unmasked_enrollment",
-            "lockout_failures",
-            "lockout_window_seconds",
-            "lockout_seconds",
-            "keep_images",
-            "image_retention_days",
-        ]
+        fields = list(POLICY_FIELDS)
         widgets = {
             "threshold_unmasked": forms.NumberInput(attrs={"step": "0.0001"}),
             "threshold_masked": forms.NumberInput(attrs={"step": "0.0001"}),
