@@ -185,6 +185,19 @@ def _record(caller: Caller, context: dict | None, **fields: Any):
     )
 
 
+def _probe_call(policy, images: list, context: dict) -> PipelineCall:
+    """The worker call that embeds verify and identify frames with the organization's policy."""
+    if policy.keep_images:
+        context["keep"] = [[img.b64(), img.name, img.content_type] for img in images]
+    args = [
+        [img.b64() for img in images],
+        policy.embedding_model,
+        policy.mask_threshold,
+        policy.mask_strategy,
+    ]
+    return PipelineCall("probe_faces", args, context)
+
+
 def _refuse_unusable_probe(
     caller: Caller,
     context: dict,
@@ -435,15 +448,7 @@ def prepare_verify(
 
     context["person_id"] = person.pk
     context["claim"] = claim
-    if policy.keep_images:
-        context["keep"] = [[img.b64(), img.name, img.content_type] for img in images]
-    args = [
-        [img.b64() for img in images],
-        policy.embedding_model,
-        policy.mask_threshold,
-        policy.mask_strategy,
-    ]
-    return PipelineCall("probe_faces", args, context)
+    return _probe_call(policy, images, context)
 
 
 def _finish_verify(
@@ -608,15 +613,7 @@ def prepare_identify(
         exc.extra["attempt_id"] = attempt.pk
         raise
     context["top_k"] = top_k
-    if policy.keep_images:
-        context["keep"] = [[img.b64(), img.name, img.content_type] for img in images]
-    args = [
-        [img.b64() for img in images],
-        policy.embedding_model,
-        policy.mask_threshold,
-        policy.mask_strategy,
-    ]
-    return PipelineCall("probe_faces", args, context)
+    return _probe_call(policy, images, context)
 
 
 def _finish_identify(
