@@ -1,4 +1,5 @@
 """The Celery application: `celery -A faceid worker -Q inference`."""
+
 import os
 
 from celery import Celery

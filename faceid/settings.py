@@ -2,6 +2,7 @@
 
 Defaults are the safe production choice; development opts in with DEBUG=true.
 """
+
 from pathlib import Path
 
 import environ

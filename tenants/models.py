@@ -160,9 +160,7 @@ class OrganizationPolicy(models.Model):
     )
     # Cutout beat the synthetic gallery on masked probes (dev pairs 97.5% vs 92.9%; LFW with
     # overlay masks TAR@FAR=1e-3 57.7% vs 51.8%, docs/benchmarks/lfw_masked_second.json).
-    mask_strategy = models.CharField(
-        max_length=16, choices=MaskStrategy.choices, default=MaskStrategy.CUTOUT
-    )
+    mask_strategy = models.CharField(max_length=16, choices=MaskStrategy.choices, default=MaskStrategy.CUTOUT)
     require_unmasked_enrollment = models.BooleanField(default=DEFAULT_REQUIRE_UNMASKED_ENROLLMENT)
     lockout_failures = models.PositiveIntegerField(
         default=DEFAULT_LOCKOUT_FAILURES,

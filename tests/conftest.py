@@ -1,4 +1,5 @@
 """Fixtures shared by every test package."""
+
 import os
 from pathlib import Path
 

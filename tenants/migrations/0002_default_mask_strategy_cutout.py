@@ -5,25 +5,45 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenants', '0001_initial'),
+        ("tenants", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='organizationpolicy',
-            name='mask_strategy',
-            field=models.CharField(choices=[('synthetic', 'Synthetic mask rendered on the enrollment photo'), ('cutout', 'Lower face blanked on enrollment photo and probe')], default='cutout', max_length=16),
+            model_name="organizationpolicy",
+            name="mask_strategy",
+            field=models.CharField(
+                choices=[
+                    ("synthetic", "Synthetic mask rendered on the enrollment photo"),
+                    ("cutout", "Lower face blanked on enrollment photo and probe"),
+                ],
+                default="cutout",
+                max_length=16,
+            ),
         ),
         migrations.AlterField(
-            model_name='organizationpolicy',
-            name='threshold_masked',
-            field=models.FloatField(default=0.96, help_text='Cosine similarity at or above which a masked probe is accepted.', validators=[django.core.validators.MinValueValidator(-1.0), django.core.validators.MaxValueValidator(1.0)]),
+            model_name="organizationpolicy",
+            name="threshold_masked",
+            field=models.FloatField(
+                default=0.96,
+                help_text="Cosine similarity at or above which a masked probe is accepted.",
+                validators=[
+                    django.core.validators.MinValueValidator(-1.0),
+                    django.core.validators.MaxValueValidator(1.0),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='organizationpolicy',
-            name='threshold_unmasked',
-            field=models.FloatField(default=0.94, help_text='Cosine similarity at or above which an unmasked probe is accepted.', validators=[django.core.validators.MinValueValidator(-1.0), django.core.validators.MaxValueValidator(1.0)]),
+            model_name="organizationpolicy",
+            name="threshold_unmasked",
+            field=models.FloatField(
+                default=0.94,
+                help_text="Cosine similarity at or above which an unmasked probe is accepted.",
+                validators=[
+                    django.core.validators.MinValueValidator(-1.0),
+                    django.core.validators.MaxValueValidator(1.0),
+                ],
+            ),
         ),
     ]
