@@ -310,13 +310,21 @@ class ResultCache:
         if config.pipeline != "peer":
             identity["code"] = pipeline_fingerprint()
         self.identity = json.dumps(identity, sort_keys=True, default=str)
+        # Enrollment results do not depend on the probes' jitter nor probes on the enrollment's:
+        # changing one reuses the other side's cached results.
+        self.identity_of_role: dict[str, str] = {}
+        for role, other_side in (("enroll", "jitter"), ("probe", "enroll_jitter")):
+            options = [item for item in identity["config"]["options"] if item[0] != other_side]
+            keyed = {**identity, "config": {**identity["config"], "options": options}}
+            self.identity_of_role[role] = json.dumps(keyed, sort_keys=True, default=str)
 
     def _path(self, job: ImageJob) -> Path | None:
         if self.folder is None:
             return None
         stat = os.stat(job.path)
+        identity = self.identity_of_role.get(job.role, self.identity)
         text = json.dumps(
-            [self.identity, os.path.abspath(job.path), stat.st_size, stat.st_mtime_ns, job.role, job.overlay]
+            [identity, os.path.abspath(job.path), stat.st_size, stat.st_mtime_ns, job.role, job.overlay]
         )
         key = hashlib.sha1(text.encode()).hexdigest()
         return self.folder / key[:2] / f"{key}.pkl"
@@ -462,6 +470,7 @@ def evaluate(
     workers: int,
     cache: ResultCache,
     progress: bool = True,
+    scores_csv: Path | None = None,
 ) -> dict:
     pair_jobs = build_jobs(pairs, root, synthetic_mask, peer=config.pipeline == "peer")
     unique = list(dict.fromkeys(job for pair in pair_jobs for job in pair))
@@ -492,6 +501,8 @@ def evaluate(
             }
         per_strategy[strategy] = result
 
+    if scores_csv is not None:
+        write_pair_scores(scores_csv, pairs, pair_jobs, records, scores_of)
     primary = per_strategy[strategies[0]]
     report.update({k: v for k, v in primary.items() if k != "roc"})
     report["mask_strategy"] = strategies[0]
@@ -535,6 +546,38 @@ def evaluate(
     versions = {r.model_version for r in computed if r.model_version}
     report["model_version"] = sorted(versions)[0] if len(versions) == 1 else sorted(versions)
     return report
+
+
+def write_pair_scores(
+    path: Path,
+    pairs: list[Pair],
+    pair_jobs: list[tuple[ImageJob, ImageJob]],
+    records: dict[ImageJob, Record],
+    scores_of: dict[str, np.ndarray],
+) -> None:
+    """One CSV row per pair: its score under each strategy and both images' mask decisions."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        mask_columns = ["enrolled_mask_probability", "probe_mask_probability"]
+        writer.writerow(["fold", "same", "enrolled", "probe", *scores_of, *mask_columns])
+        for index, (pair, (first, second)) in enumerate(zip(pairs, pair_jobs, strict=True)):
+            writer.writerow(
+                [
+                    pair.fold + 1,
+                    int(pair.same),
+                    Path(first.path).name,
+                    Path(second.path).name,
+                    *(f"{scores[index]:.6f}" for scores in scores_of.values()),
+                    *(_probability_text(records[job].mask_probability) for job in (first, second)),
+                ]
+            )
+
+
+def _probability_text(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
 
 
 def plot_roc(report: dict, path: Path, title: str) -> None:
@@ -583,6 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--synthetic-mask", choices=SYNTHETIC_MASK_CHOICES, default="none")
     parser.add_argument("--json", type=Path, default=None, help="write the JSON document here too")
     parser.add_argument("--roc", type=Path, default=None, help="ROC plot (PNG); default: beside --json")
+    parser.add_argument("--scores", type=Path, default=None, help="per-pair scores (CSV), for error analysis")
     parser.add_argument(
         "--mask-strategy", choices=STRATEGIES, default="cutout",
         help="strategy of the top-level numbers (all three are computed and reported under "
@@ -615,7 +659,10 @@ def build_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("pipeline settings (defaults: the product's)")
     group.add_argument("--align-mode", default=None, choices=("five_point", "eyes", "mesh"))
     group.add_argument("--masked-align-mode", default=None, choices=("five_point", "eyes", "mesh"))
-    group.add_argument("--jitter", type=int, default=None, help="perturbed copies averaged per template")
+    group.add_argument("--jitter", type=int, default=None, help="perturbed copies averaged per probe vector")
+    group.add_argument(
+        "--enroll-jitter", type=int, default=None, help="perturbed copies averaged per enrolled template"
+    )
     group.add_argument("--no-flip", action="store_true", help="do not average with the mirrored chip")
     group.add_argument("--cutout-start-row", type=int, default=None)
     group.add_argument("--synthetic-masks-per-photo", type=int, default=None)
@@ -626,7 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
 def pipeline_options(args: argparse.Namespace) -> dict[str, object]:
     """Only the settings given on the command line; the rest are the pipeline's defaults."""
     options: dict[str, object] = {}
-    for name in ("align_mode", "masked_align_mode", "jitter", "cutout_start_row",
+    for name in ("align_mode", "masked_align_mode", "jitter", "enroll_jitter", "cutout_start_row",
                  "synthetic_masks_per_photo", "mask_threshold"):  # fmt: skip
         value = getattr(args, name)
         if value is not None:
@@ -695,6 +742,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         cache=cache,
         progress=not args.quiet,
+        scores_csv=args.scores,
     )
     report = {
         "command": "python -m inference.evaluate " + " ".join(sys.argv[1:] if argv is None else argv),

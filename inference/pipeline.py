@@ -15,9 +15,10 @@ mask-aware variants, on both sides (gallery and masked probe), on the eye, brow 
 points (`masked_align_mode="mesh"`: a better fit when the mouth is hidden); the synthetic
 template is the mean of three renders (`synthetic_masks_per_photo`); every template is
 flip-averaged. `jitter`
-adds that many slightly perturbed copies of the chip (dlib's jitter: up to 3 degrees, 3% scale,
-2% shift; a fixed seed, so a photo always gives the same vector) and averages them: it gained
-nothing measurable there and costs an embedding per copy, so it is off by default.
+(probes) and `enroll_jitter` (enrolled full-face and cutout templates) add that many slightly
+perturbed copies of the chip (dlib's jitter: up to 3 degrees, 3% scale, 2% shift; a fixed
+seed, so a photo always gives the same vector) and average them: neither gained anything
+measurable and each copy costs an embedding, so both are off by default.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ class FacePipeline:
         align_mode: str = "five_point",
         masked_align_mode: str | None = "mesh",
         jitter: int = 0,
+        enroll_jitter: int = 0,
         flip: bool = True,
         optimize: bool = True,
         detector: FaceDetector | None = None,
@@ -151,11 +153,12 @@ class FacePipeline:
         for mode in (align_mode, masked_align_mode):
             if mode is not None and mode not in ALIGN_MODES:
                 raise ValueError(f"unknown alignment mode {mode!r}; choose from {ALIGN_MODES}")
-        if jitter < 0:
-            raise ValueError("jitter must be >= 0")
+        if jitter < 0 or enroll_jitter < 0:
+            raise ValueError("jitter and enroll_jitter must be >= 0")
         self.align_mode = align_mode
         self.masked_align_mode = masked_align_mode or align_mode
         self.jitter = jitter
+        self.enroll_jitter = enroll_jitter
         self.flip = flip
 
     @property
@@ -170,6 +173,7 @@ class FacePipeline:
             "align_mode": self.align_mode,
             "masked_align_mode": self.masked_align_mode,
             "jitter": self.jitter,
+            "enroll_jitter": self.enroll_jitter,
             "flip": self.flip,
         }
 
@@ -254,31 +258,41 @@ class FacePipeline:
     def _enrollment_crops(
         self, rgb: np.ndarray, result: FaceResult
     ) -> Iterable[tuple[str, list[np.ndarray]]]:
-        masked_crops = self._crops(rgb, result.face, VARIANT_CUTOUT)
+        copies = self.enroll_jitter
+        masked_crops = self._crops(rgb, result.face, VARIANT_CUTOUT, copies=copies)
         yield VARIANT_CUTOUT, [self._cutout(crop) for crop in masked_crops]
         if result.masked:
             # A photo taken with a real mask on (only where the policy allows it) is itself a
-            # masked template; it must never stand in for the full face.
+            # masked template; it must never stand in for the full face: a masked impostor the
+            # classifier misses would meet it, masked face against masked face, at the unmasked
+            # threshold (measured by inference/tools/masked_enrollment_risk.py).
             yield VARIANT_SYNTHETIC, masked_crops
             return
-        yield VARIANT_FULL, self._crops(rgb, result.face, VARIANT_FULL)
+        yield VARIANT_FULL, self._crops(rgb, result.face, VARIANT_FULL, copies=copies)
         # Several renders (varied shape, colour, texture) make one template: the mean of their
         # vectors. One template per variant and photo is also what the template store keeps.
+        # The renders are an average already: they are not jittered on top.
         renders = []
         for seed in range(self.synthetic_masks_per_photo):
             masked = render_synthetic_mask(rgb, result.face, rng=np.random.default_rng(seed))
-            renders.extend(self._crops(masked, result.face, VARIANT_SYNTHETIC))
+            renders.extend(self._crops(masked, result.face, VARIANT_SYNTHETIC, copies=0))
         yield VARIANT_SYNTHETIC, renders
 
-    def _crops(self, rgb: np.ndarray, face: DetectedFace, variant: str) -> list[np.ndarray]:
-        """The aligned chip for a variant, then `jitter` perturbed copies (same seed every call)."""
+    def _crops(
+        self, rgb: np.ndarray, face: DetectedFace, variant: str, *, copies: int | None = None
+    ) -> list[np.ndarray]:
+        """The aligned chip for a variant, then `copies` (default: `jitter`) perturbed copies.
+
+        The perturbations come from a fixed seed, so a photo always gives the same vector.
+        """
         template = self.embedder.spec.template
         mode = self.align_mode if variant == VARIANT_FULL else self.masked_align_mode
         matrix = alignment_matrix(face, template, mode=mode)
         matrices = [matrix]
-        if self.jitter:
+        copies = self.jitter if copies is None else copies
+        if copies:
             rng = np.random.default_rng(JITTER_SEED)
-            matrices += [_perturbed(matrix, template.size, rng) for _ in range(self.jitter)]
+            matrices += [_perturbed(matrix, template.size, rng) for _ in range(copies)]
         image = np.ascontiguousarray(rgb)
         return [
             cv2.warpAffine(image, m, template.size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

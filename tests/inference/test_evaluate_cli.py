@@ -1,5 +1,6 @@
 """`python -m inference.evaluate` on a tiny pairs file of real LFW photos (subprocess, real models)."""
 
+import csv
 import json
 import os
 import subprocess
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.evaluate import CachingDetector, select_pairs
+from inference.evaluate import CachingDetector, build_jobs, select_pairs
 from inference.pairs import parse_pairs
 from inference.tools.make_dev_pairs import identity_images
 
@@ -73,14 +74,36 @@ def test_evaluate_unmasked(tiny_pairs: Path, lfw_dir: Path, tmp_path: Path):
     png = Path(report["roc_png"])
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # A second run is served from the cache and gives the same numbers.
+    # A second run is served from the cache and gives the same numbers, and per-pair scores.
+    scores = tmp_path / "scores.csv"
     again = run_cli(
         "inference.evaluate", "--root", str(lfw_dir), "--pairs", str(tiny_pairs),
-        "--cache-dir", str(tmp_path / "cache"), "--quiet",
+        "--cache-dir", str(tmp_path / "cache"), "--quiet", "--scores", str(scores),
     )  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]
     assert "0 to process" in again.stderr
     assert json.loads(again.stdout)["accuracy"] == report["accuracy"]
+    with open(scores, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 8 and {r["fold"] for r in rows} == {"1", "2"}
+    assert [r["same"] for r in rows[:4]] == ["1", "1", "0", "0"]
+    assert rows[0]["enrolled"].endswith(".jpg") and float(rows[0]["probe_mask_probability"]) < 0.5
+    # Same-person pairs of this file score above different-person ones on average.
+    same = [float(r["cutout"]) for r in rows if r["same"] == "1"]
+    different = [float(r["cutout"]) for r in rows if r["same"] == "0"]
+    assert np.mean(same) > np.mean(different)
+
+    # Jittering only the probes reuses every cached enrollment.
+    probes_jittered = run_cli(
+        "inference.evaluate", "--root", str(lfw_dir), "--pairs", str(tiny_pairs),
+        "--cache-dir", str(tmp_path / "cache"), "--quiet", "--jitter", "1",
+    )  # fmt: skip
+    assert probes_jittered.returncode == 0, probes_jittered.stderr[-3000:]
+    pairs, _ = parse_pairs(tiny_pairs.read_text())
+    jobs = {job for pair in build_jobs(pairs, lfw_dir, "none") for job in pair}
+    enrolled = sum(job.role == "enroll" for job in jobs)
+    expected = f"{len(jobs)} images: {enrolled} cached, {len(jobs) - enrolled} to process"
+    assert expected in probes_jittered.stderr
 
 
 def test_evaluate_with_a_mask_on_the_second_image(tiny_pairs: Path, lfw_dir: Path, tmp_path: Path):

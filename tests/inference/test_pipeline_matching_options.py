@@ -73,6 +73,28 @@ def test_jitter_is_deterministic_and_normalised(detector, lfw_image):
     assert np.linalg.norm(first) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_enroll_jitter_averages_enrollment_templates_and_leaves_probes_alone(pipeline, lfw_image):
+    jittered = FacePipeline(device="cpu", detector=pipeline.detector, enroll_jitter=3)
+    rgb = lfw_image("Aaron_Peirsol", 1)
+    plain = pipeline.enroll([rgb], allow_masked=True, enforce_policy=False)[0].embeddings
+    averaged = jittered.enroll([rgb], allow_masked=True, enforce_policy=False)[0].embeddings
+    again = jittered.enroll([rgb], allow_masked=True, enforce_policy=False)[0].embeddings
+    for variant in (VARIANT_FULL, VARIANT_CUTOUT):
+        assert len(averaged[variant]) == 1  # still one template per variant and photo
+        np.testing.assert_array_equal(averaged[variant][0], again[variant][0])
+        assert np.linalg.norm(averaged[variant][0]) == pytest.approx(1.0, abs=1e-5)
+        # The same face seen a few pixels and degrees apart: close to, not equal to, the plain chip.
+        similarity = float(averaged[variant][0] @ plain[variant][0])
+        assert 0.98 < similarity < 1.0 - 1e-6
+    probe = lfw_image("Aaron_Peirsol", 2)
+    np.testing.assert_array_equal(
+        jittered.probe([probe])[0].embeddings[VARIANT_FULL][0],
+        pipeline.probe([probe])[0].embeddings[VARIANT_FULL][0],
+    )
+    with pytest.raises(ValueError, match="enroll_jitter"):
+        FacePipeline(device="cpu", detector=pipeline.detector, enroll_jitter=-1)
+
+
 def test_enrollment_templates_and_plain_probes(pipeline, lfw_image):
     rgb = lfw_image("Aaron_Peirsol", 1)
     enrolled = pipeline.enroll([rgb], allow_masked=True, enforce_policy=False)[0]
