@@ -3,7 +3,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
-from faceid.audit import iter_attempts_csv
+from faceid.audit import attempts_csv_response
 from faceid.models import FaceTemplate, Person, StoredImage, VerificationAttempt
 
 
@@ -146,11 +146,5 @@ class VerificationAttemptAdmin(_ReadOnlyAdmin):
     def export_csv(
         self, request: HttpRequest, queryset: QuerySet[VerificationAttempt]
     ) -> StreamingHttpResponse:
-        rows = queryset.select_related("api_key", "user", "matched_person").order_by("organization_id", "seq")
-        response = StreamingHttpResponse(
-            iter_attempts_csv(rows.iterator(chunk_size=2000)),
-            content_type="text/csv; charset=utf-8",
-        )
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-        response["Content-Disposition"] = f'attachment; filename="attempts-{stamp}.csv"'
-        return response
+        return attempts_csv_response(queryset.order_by("organization_id", "seq"), f"attempts-{stamp}.csv")

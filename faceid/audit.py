@@ -1,4 +1,5 @@
-"""The audit log's hash chain: canonical serialisation, appending, verification, CSV export.
+"""The audit log's hash chain: canonical serialisation, appending, verification; and its columns and
+CSV export (one list of columns, one streaming export for the API, the console and the Django admin).
 
 Each VerificationAttempt carries ``row_hash = SHA-256(canonical(row))`` where the canonical form
 includes ``prev_hash``, the row_hash of the previous row of the same organization (by ``seq``).
@@ -20,12 +21,14 @@ import csv
 import hashlib
 import ipaddress
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from faceid.models import VerificationAttempt
@@ -36,6 +39,8 @@ GENESIS_HASH = "0" * 64
 AUDIT_TABLE = VerificationAttempt._meta.db_table
 AUDIT_TRIGGER = "faceid_attempt_append_only"
 HASH_VERSION = 1
+# Rows fetched per database round trip when walking the whole log (chain check, CSV export).
+CHUNK_ROWS = 2000
 
 # Every column except the surrogate id and row_hash itself. A test checks this covers the model.
 HASHED_FIELDS: tuple[str, ...] = (
@@ -146,7 +151,7 @@ class ChainReport:
         )
 
 
-def verify_chain(organization: Organization, *, chunk_size: int = 2000) -> ChainReport:
+def verify_chain(organization: Organization, *, chunk_size: int = CHUNK_ROWS) -> ChainReport:
     """Walk the organization's chain in seq order and report the first broken link."""
     expected_seq = 1
     prev_hash = GENESIS_HASH
@@ -177,8 +182,10 @@ def verify_chain(organization: Organization, *, chunk_size: int = 2000) -> Chain
     )
 
 
-# --- CSV export (used by the Django admin, the console and the API) ----------------------------------
+# --- columns and CSV export (used by the Django admin, the console and the API) ---------------------
 
+# The audit columns in export order: the CSV header, and the API's fields (which name a related row by
+# its relation, claimed_person, where the CSV names the column, claimed_person_id; both carry its id).
 CSV_COLUMNS: tuple[str, ...] = (
     "id",
     "created_at",
@@ -203,8 +210,23 @@ CSV_COLUMNS: tuple[str, ...] = (
     "row_hash",
 )
 
+# Columns that show a related row by its public label rather than its id.
+_LABELS: dict[str, Callable[[VerificationAttempt], str | None]] = {
+    "matched_external_id": lambda a: a.matched_person.external_id if a.matched_person_id else None,
+    "api_key": lambda a: a.api_key.prefix if a.api_key_id else None,
+    "user": lambda a: a.user.get_username() if a.user_id else None,
+}
 
-def _csv_safe(value: Any) -> Any:
+
+def column_value(attempt: VerificationAttempt, column: str) -> Any:
+    """One audit column of a row; related rows by their public label (None when there is none)."""
+    label = _LABELS.get(column)
+    return label(attempt) if label is not None else getattr(attempt, column)
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
     # External ids and reasons come from clients: keep spreadsheets from evaluating them as formulas.
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
@@ -215,33 +237,8 @@ def attempt_csv_rows(attempts: Iterable[VerificationAttempt]) -> Iterator[list[A
     """Header then one row per attempt. Pass a queryset with select_related("api_key", "user",
     "matched_person") to avoid a query per row."""
     yield list(CSV_COLUMNS)
-    for a in attempts:
-        yield [
-            _csv_safe(v)
-            for v in (
-                a.pk,
-                a.created_at.isoformat(),
-                a.mode,
-                a.decision,
-                a.reason,
-                a.claimed_external_id,
-                a.claimed_person_id,
-                a.matched_person_id,
-                a.matched_person.external_id if a.matched_person_id else "",
-                a.similarity,
-                a.threshold,
-                a.masked,
-                a.mask_probability,
-                a.model_name,
-                a.model_version,
-                a.latency_ms,
-                a.client_ip,
-                a.api_key.prefix if a.api_key_id else "",
-                a.user.get_username() if a.user_id else "",
-                a.seq,
-                a.row_hash,
-            )
-        ]
+    for attempt in attempts:
+        yield [_csv_cell(column_value(attempt, column)) for column in CSV_COLUMNS]
 
 
 class _Echo:
@@ -249,13 +246,12 @@ class _Echo:
         return value
 
 
-def iter_attempts_csv(attempts: Iterable[VerificationAttempt]) -> Iterator[str]:
-    """CSV text line by line, for StreamingHttpResponse (the log can be large)."""
+def attempts_csv_response(attempts: QuerySet[VerificationAttempt], filename: str) -> StreamingHttpResponse:
+    """The attempts as a CSV download, streamed line by line (the log can be large)."""
     writer = csv.writer(_Echo())
-    for row in attempt_csv_rows(attempts):
-        yield writer.writerow(row)
-
-
-def write_attempts_csv(attempts: Iterable[VerificationAttempt], out: IO[str]) -> None:
-    for line in iter_attempts_csv(attempts):
-        out.write(line)
+    rows = attempts.select_related("api_key", "user", "matched_person").iterator(chunk_size=CHUNK_ROWS)
+    response = StreamingHttpResponse(
+        (writer.writerow(row) for row in attempt_csv_rows(rows)), content_type="text/csv; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

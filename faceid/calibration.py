@@ -7,22 +7,22 @@ probes against the mask-aware variant of the policy's strategy, so the masked di
 that variant with itself (a synthetic mask or a blanked lower face on both sides: the closest stand-in
 for a real masked probe the stored templates allow).
 
-The proposed threshold for a target false-accept rate is the lowest one whose measured FAR does
-not exceed the target, found by a coarse-to-fine search (a 0.01 grid over [-1, 1], then 0.001 and
-0.0001 grids inside the winning cell). A FAR below 1/(number of impostor pairs) cannot be measured:
-the proposal then sits just above the highest impostor score and says so (``resolved`` false).
+The proposed threshold for a target false-accept rate is the lowest one on a 0.0001 grid whose
+measured FAR does not exceed the target (`inference.thresholds.threshold_for_far`, the one
+implementation the evaluation tooling uses too). A FAR below 1/(number of impostor pairs) cannot be
+measured: the proposal then sits just above the highest impostor score and says so (``resolved`` false).
 """
 
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from faceid import selectors
-from faceid.models import TemplateVariant
+from inference.thresholds import far_at, far_is_measurable, roc_points, tar_at, threshold_for_far
+from inference.variants import MASK_STRATEGIES, VARIANT_FULL
 from tenants.models import Organization, OrganizationPolicy
 
 # At most this many persons are read (most templates first): pairs grow with the square.
@@ -108,46 +108,11 @@ def pair_scores(
     return np.concatenate(genuine), np.concatenate(impostor)
 
 
-def far_at(impostor: np.ndarray, threshold: float) -> float:
-    """Fraction of impostor scores at or above the threshold (a match is similarity >= threshold)."""
-    return float(np.count_nonzero(impostor >= threshold)) / impostor.size if impostor.size else 0.0
-
-
-def tar_at(genuine: np.ndarray, threshold: float) -> float:
-    return float(np.count_nonzero(genuine >= threshold)) / genuine.size if genuine.size else 0.0
-
-
-def threshold_for_far(
-    impostor: np.ndarray, target_far: float, *, low: float = -1.0, high: float = 1.0
-) -> float:
-    """Lowest threshold with FAR <= target, coarse-to-fine (steps 0.01, 0.001, 0.0001)."""
-    lo, hi = low, high + 1e-4
-    for step in (0.01, 0.001, 0.0001):
-        grid = np.arange(lo, hi + step / 2, step)
-        fars = np.array([far_at(impostor, t) for t in grid])
-        ok = np.nonzero(fars <= target_far)[0]
-        if ok.size == 0:
-            return float(hi)
-        first = int(ok[0])
-        if first == 0:
-            return float(grid[0])
-        lo, hi = float(grid[first - 1]), float(grid[first])
-    threshold = _ceil4(hi)
-    while far_at(impostor, threshold) > target_far:  # grid points carry float error; stay on the safe side
-        threshold = round(threshold + 0.0001, 4)
-    return threshold
-
-
-def _ceil4(value: float) -> float:
-    """Round up to 4 decimals: rounding a threshold down could let an impostor score through."""
-    return math.ceil(round(value, 8) * 10_000) / 10_000
-
-
 def propose(genuine: np.ndarray, impostor: np.ndarray, target_far: float) -> Proposal:
     if impostor.size == 0:
         return Proposal(None, None, None, False, "No impostor pairs: enroll at least two persons.")
     threshold = threshold_for_far(impostor, target_far)
-    resolved = impostor.size * target_far >= 1.0
+    resolved = far_is_measurable(impostor.size, target_far)
     note = ""
     if not resolved:
         need = int(np.ceil(1.0 / target_far))
@@ -182,10 +147,9 @@ def _load(organization: Organization, model_name: str, variant: str):
 def calibrate(organization: Organization, policy: OrganizationPolicy) -> Calibration:
     """Score distributions, current operating points and proposed thresholds for the policy's model."""
     result = Calibration(model_name=policy.embedding_model, target_far=policy.target_far)
-    masked_variant = f"masked_{policy.mask_strategy}"
     for name, variant, current in (
-        ("unmasked", TemplateVariant.FULL, policy.threshold_unmasked),
-        ("masked", masked_variant, policy.threshold_masked),
+        ("unmasked", VARIANT_FULL, policy.threshold_unmasked),
+        ("masked", MASK_STRATEGIES[policy.mask_strategy], policy.threshold_masked),
     ):
         persons, sources, vectors = _load(organization, policy.embedding_model, variant)
         genuine, impostor = pair_scores(persons, sources, vectors)
@@ -205,17 +169,6 @@ def calibrate(organization: Organization, policy: OrganizationPolicy) -> Calibra
             dist.current_tar = tar_at(genuine, current)
         result.distributions.append(dist)
     return result
-
-
-def roc_points(genuine: np.ndarray, impostor: np.ndarray, points: int = 400) -> tuple[np.ndarray, np.ndarray]:
-    """(FAR, TAR) over thresholds from the lowest to the highest score seen."""
-    both = np.concatenate([genuine, impostor])
-    thresholds = np.linspace(float(both.min()) - 1e-6, float(both.max()) + 1e-6, points)
-    imp = np.sort(impostor)
-    gen = np.sort(genuine)
-    far = 1.0 - np.searchsorted(imp, thresholds, side="left") / max(imp.size, 1)
-    tar = 1.0 - np.searchsorted(gen, thresholds, side="left") / max(gen.size, 1)
-    return far, tar
 
 
 # --- plots ----------------------------------------------------------------------------------------------

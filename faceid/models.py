@@ -14,6 +14,7 @@ from django.db.models import F, Func, Q
 from django.utils import timezone
 from pgvector.django import VectorField
 
+from inference.variants import VARIANT_CUTOUT, VARIANT_FULL, VARIANT_SYNTHETIC
 from tenants.models import ApiKey, Organization
 
 
@@ -57,9 +58,10 @@ class Person(models.Model):
 
 
 class TemplateVariant(models.TextChoices):
-    FULL = "full", "Full face"
-    MASKED_SYNTHETIC = "masked_synthetic", "Synthetic mask rendered on the enrollment photo"
-    MASKED_CUTOUT = "masked_cutout", "Lower face blanked"
+    # The names are the pipeline's (inference.variants).
+    FULL = VARIANT_FULL, "Full face"
+    MASKED_SYNTHETIC = VARIANT_SYNTHETIC, "Synthetic mask rendered on the enrollment photo"
+    MASKED_CUTOUT = VARIANT_CUTOUT, "Lower face blanked"
 
 
 class FaceTemplate(models.Model):

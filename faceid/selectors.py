@@ -17,7 +17,6 @@ from django.utils import timezone
 from pgvector import Vector
 from pgvector.django import CosineDistance, VectorField
 
-from faceid.embedding_models import EmbeddingModelSpec, get_embedding_model
 from faceid.models import (
     FAILURE_DECISIONS,
     AttemptMode,
@@ -28,6 +27,8 @@ from faceid.models import (
     TemplateVariant,
     VerificationAttempt,
 )
+from inference.embedders import EmbedderSpec, embedder_spec
+from inference.variants import probe_variant
 from tenants.models import ApiKey, Organization, OrganizationPolicy
 from tenants.selectors import policy_for
 
@@ -95,9 +96,7 @@ class TemplateMatch:
 def probe_variants(policy: OrganizationPolicy, *, masked: bool) -> list[str]:
     """Which template variants a probe is matched against: a masked probe is compared with the
     mask-aware templates of the policy's strategy, an unmasked one with full-face templates."""
-    if masked:
-        return [f"masked_{policy.mask_strategy}"]
-    return [TemplateVariant.FULL]
+    return [probe_variant(policy.mask_strategy, masked=masked)]
 
 
 def templates_for_person(
@@ -142,7 +141,7 @@ def template_vectors_for_calibration(
     return [(person_id, source, np.asarray(vector, dtype=np.float32)) for person_id, source, vector in rows]
 
 
-def _vector_text(spec: EmbeddingModelSpec, vector: Sequence[float] | np.ndarray) -> str:
+def _vector_text(spec: EmbedderSpec, vector: Sequence[float] | np.ndarray) -> str:
     array = np.asarray(vector, dtype=np.float32)
     if array.shape != (spec.dim,):
         raise ValueError(f"{spec.name} probes have {spec.dim} dimensions, got {array.shape}")
@@ -160,7 +159,7 @@ def _variant_list(variants: Iterable[str] | None) -> list[str]:
 
 
 def _nearest_sql(
-    organization: Organization, spec: EmbeddingModelSpec, vector_text: str, variants: list[str], limit: int
+    organization: Organization, spec: EmbedderSpec, vector_text: str, variants: list[str], limit: int
 ) -> tuple[str, list[object], int]:
     """SQL for the 1:N search, its parameters, and the candidate count (for ef_search).
 
@@ -219,7 +218,7 @@ def nearest_templates(
 ) -> list[TemplateMatch]:
     """1:N search: the ``limit`` active persons of the organization whose best template of this model
     and these variants is most similar to ``vector``, best first (approximate, via HNSW)."""
-    spec = get_embedding_model(model_name)
+    spec = embedder_spec(model_name)
     if limit < 1:
         return []
     sql, params, candidates = _nearest_sql(
@@ -252,7 +251,7 @@ def explain_nearest_templates(
     analyze: bool = False,
 ) -> str:
     """EXPLAIN of exactly the query nearest_templates runs (tests and operators check index use)."""
-    spec = get_embedding_model(model_name)
+    spec = embedder_spec(model_name)
     sql, params, candidates = _nearest_sql(
         organization, spec, _vector_text(spec, vector), _variant_list(variants), limit
     )
@@ -271,7 +270,7 @@ def best_match_for_person(
     variants: Iterable[str] | None = None,
 ) -> TemplateMatch | None:
     """1:1: the person's template most similar to ``vector`` (exact), or None without templates."""
-    spec = get_embedding_model(model_name)
+    spec = embedder_spec(model_name)
     probe = Value(_vector_text(spec, vector))
     # Ordered by similarity DESC, an expression the HNSW index cannot serve: a person has a handful
     # of templates, found through the (organization, person, model) b-tree, and must not send the

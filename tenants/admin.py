@@ -5,11 +5,15 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from tenants import services
+from tenants.forms import PolicyForm
 from tenants.models import ApiKey, Membership, Organization, OrganizationPolicy
 
 
 class PolicyInline(admin.StackedInline):
+    # The console's form: the model select offers the deployable models; OrganizationPolicy
+    # validates the choice and resets the thresholds on a switch, here as everywhere.
     model = OrganizationPolicy
+    form = PolicyForm
     can_delete = False
     readonly_fields = ("updated_at",)
 

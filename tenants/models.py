@@ -5,6 +5,8 @@ Models hold data and invariants only; writes live in tenants.services, reads in 
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
@@ -13,26 +15,22 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from faceid.embedding_models import (
-    DEFAULT_EMBEDDING_MODEL,
-    EMBEDDING_MODELS,
-    embedding_model_choices,
-)
+from inference.embedders import DEFAULT_EMBEDDER, UnknownEmbedderError, deployable_embedders, embedder_spec
+from inference.variants import DEFAULT_MASK_THRESHOLD, STRATEGY_CUTOUT, STRATEGY_SYNTHETIC, is_masked
 
 # ---------------------------------------------------------------------------------------------
-# Policy defaults for a new organization. The similarity thresholds are per embedding model and
-# live in faceid.embedding_models; everything else is here.
+# Policy defaults for a new organization. The model, its similarity thresholds and the mask
+# threshold come from the inference package (inference.embedders, inference.variants); the
+# rest is here.
 DEFAULT_TARGET_FAR = 0.001
-DEFAULT_MASK_THRESHOLD = 0.5
 DEFAULT_LOCKOUT_FAILURES = 5
 DEFAULT_LOCKOUT_WINDOW_SECONDS = 300
 DEFAULT_LOCKOUT_SECONDS = 900
 DEFAULT_KEEP_IMAGES = False
 DEFAULT_IMAGE_RETENTION_DAYS = 30
 DEFAULT_REQUIRE_UNMASKED_ENROLLMENT = True
-_DEFAULT_SPEC = EMBEDDING_MODELS[DEFAULT_EMBEDDING_MODEL]
-DEFAULT_THRESHOLD_UNMASKED = _DEFAULT_SPEC.default_threshold_unmasked
-DEFAULT_THRESHOLD_MASKED = _DEFAULT_SPEC.default_threshold_masked
+DEFAULT_THRESHOLD_UNMASKED = embedder_spec(DEFAULT_EMBEDDER).default_threshold_unmasked
+DEFAULT_THRESHOLD_MASKED = embedder_spec(DEFAULT_EMBEDDER).default_threshold_masked
 # ---------------------------------------------------------------------------------------------
 
 
@@ -51,9 +49,9 @@ class Scope(models.TextChoices):
 
 
 class MaskStrategy(models.TextChoices):
-    # Which mask-aware template variant a masked probe is matched against (see the pipeline issue).
-    SYNTHETIC = "synthetic", "Synthetic mask rendered on the enrollment photo"
-    CUTOUT = "cutout", "Lower face blanked on enrollment photo and probe"
+    # Which mask-aware template variant a masked probe is matched against (inference.variants).
+    SYNTHETIC = STRATEGY_SYNTHETIC, "Synthetic mask rendered on the enrollment photo"
+    CUTOUT = STRATEGY_CUTOUT, "Lower face blanked on enrollment photo and probe"
 
 
 class Organization(models.Model):
@@ -135,8 +133,13 @@ class OrganizationPolicy(models.Model):
     """How an organization wants matching, lockout and image retention done. One per organization."""
 
     organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="policy")
+    # No `choices`: what may be chosen is what the registry can deploy on this machine, which a
+    # migration must not freeze; clean() checks it, and a switch resets the thresholds (save()).
     embedding_model = models.CharField(
-        max_length=48, choices=embedding_model_choices(), default=DEFAULT_EMBEDDING_MODEL
+        max_length=48,
+        default=DEFAULT_EMBEDDER,
+        help_text="Face model. Only models whose weights are installed can be chosen; switching "
+        "resets both thresholds to the new model's defaults and needs a new enrollment.",
     )
     threshold_unmasked = models.FloatField(
         default=DEFAULT_THRESHOLD_UNMASKED,
@@ -156,7 +159,7 @@ class OrganizationPolicy(models.Model):
     mask_threshold = models.FloatField(
         default=DEFAULT_MASK_THRESHOLD,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text="Mask probability above which a probe counts as masked.",
+        help_text="Mask probability at or above which a face counts as masked.",
     )
     # Cutout beat the synthetic gallery on masked probes (dev pairs 97.5% vs 92.9%; LFW with
     # overlay masks TAR@FAR=1e-3 57.7% vs 51.8%, docs/benchmarks/lfw_masked_second.json).
@@ -210,13 +213,71 @@ class OrganizationPolicy(models.Model):
     def __str__(self) -> str:
         return f"policy of {self.organization}"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or "embedding_model" in update_fields:
+            reset = self._reset_thresholds_on_model_switch()
+            if reset and update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, *reset}
+        super().save(*args, **kwargs)
+
     def clean(self) -> None:
-        if self.embedding_model not in EMBEDDING_MODELS:
-            raise ValidationError({"embedding_model": f"unknown embedding model {self.embedding_model!r}"})
+        """A policy may keep the model it has; it may switch only to a deployable one."""
+        if self.embedding_model == self._stored_matching()[0]:
+            return
+        deployable = deployable_embedders()
+        if self.embedding_model not in deployable:
+            raise ValidationError(
+                {"embedding_model": _not_deployable_message(self.embedding_model, deployable)}
+            )
 
     def is_masked(self, mask_probability: float | None) -> bool:
-        """The probe's mask decision under this policy ("above" the threshold counts as masked)."""
-        return mask_probability is not None and mask_probability > self.mask_threshold
+        """The mask decision under this policy: the one rule the pipeline applies too."""
+        return is_masked(mask_probability, self.mask_threshold)
 
     def threshold_for(self, *, masked: bool) -> float:
         return self.threshold_masked if masked else self.threshold_unmasked
+
+    # --- model switches ------------------------------------------------------------------------
+    # Similarity scales differ between models: a threshold carried over from the old model is
+    # wrong for the new one. Enforced here, in save(), so the service, the console and the Django
+    # admin all hold it; a threshold changed in the same save is the caller's and is kept.
+
+    def _stored_matching(self) -> tuple[str, float, float]:
+        """Model and thresholds as stored (read afresh: policies change rarely); a new policy's are
+        the field defaults."""
+        if not self._state.adding:
+            stored = (
+                OrganizationPolicy.objects.filter(pk=self.pk)
+                .values_list("embedding_model", "threshold_unmasked", "threshold_masked")
+                .first()
+            )
+            if stored is not None:
+                return stored
+        return DEFAULT_EMBEDDER, DEFAULT_THRESHOLD_UNMASKED, DEFAULT_THRESHOLD_MASKED
+
+    def _reset_thresholds_on_model_switch(self) -> list[str]:
+        model, unmasked, masked = self._stored_matching()
+        if self.embedding_model == model:
+            return []
+        spec = embedder_spec(self.embedding_model)
+        reset = []
+        if self.threshold_unmasked == unmasked:
+            self.threshold_unmasked = spec.default_threshold_unmasked
+            reset.append("threshold_unmasked")
+        if self.threshold_masked == masked:
+            self.threshold_masked = spec.default_threshold_masked
+            reset.append("threshold_masked")
+        return reset
+
+
+def _not_deployable_message(name: str, deployable: list[str]) -> str:
+    choices = ", ".join(deployable) or "none (no model's weights are installed)"
+    try:
+        spec = embedder_spec(name)
+    except UnknownEmbedderError:
+        return f"unknown embedding model {name!r}; deployable models: {choices}"
+    return (
+        f"{name!r} cannot be chosen: its weights are not installed ({spec.weights.origin}); "
+        f"deployable models: {choices}"
+    )

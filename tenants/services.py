@@ -17,7 +17,6 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from faceid.embedding_models import get_embedding_model
 from tenants.exceptions import ensure_same_organization
 from tenants.models import ApiKey, Membership, Organization, OrganizationPolicy, Role, Scope
 
@@ -128,20 +127,13 @@ def remove_membership(organization: Organization, membership: Membership) -> Non
 
 
 def update_policy(organization: Organization, **fields: Any) -> OrganizationPolicy:
-    """Change policy fields. Switching the embedding model without giving thresholds resets them to
-    the new model's defaults: similarity scales differ between models, so the old ones are wrong."""
+    """Change policy fields. The model may only switch to a deployable one; a switch resets each
+    threshold left at the old model's value to the new model's default (OrganizationPolicy.save
+    holds that rule for every path, the Django admin included)."""
     unknown = set(fields) - set(POLICY_FIELDS)
     if unknown:
         raise ValidationError(f"unknown policy fields: {', '.join(sorted(unknown))}")
     policy = ensure_policy(organization)
-    new_model = fields.get("embedding_model")
-    if new_model is not None and new_model != policy.embedding_model:
-        try:
-            spec = get_embedding_model(new_model)
-        except ValueError as exc:
-            raise ValidationError({"embedding_model": str(exc)}) from exc
-        fields.setdefault("threshold_unmasked", spec.default_threshold_unmasked)
-        fields.setdefault("threshold_masked", spec.default_threshold_masked)
     for name, value in fields.items():
         setattr(policy, name, value)
     policy.full_clean()

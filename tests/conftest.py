@@ -1,13 +1,51 @@
-"""Fixtures shared by every test package."""
+"""Fixtures shared by every test package, and the tier of each test.
+
+A test's tier markers say what it needs, and are set here from the fixtures it uses (its whole
+fixture closure), so no test module declares them:
+
+    unit         nothing below: no database, no worker, no browser
+    db           the test database (db, transactional_db, live_server, ... or a django_db mark)
+    integration  a real Celery worker (celery_worker, so also db)
+    browser      Debian's chromium through Playwright (chromium_path, so also db)
+
+`slow` is set by hand on the tests that take seconds each. Select with -m, e.g.
+`-m unit`, `-m "not slow"`, `-m "not integration and not browser"`.
+"""
+
+from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import pytest
 
+pytest_plugins = ("tests.plugins.celery_worker",)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Tests read ../shared/data in place; FACEID_SHARED_DATA points elsewhere when the checkout is not beside it.
 SHARED_DATA = Path(os.environ.get("FACEID_SHARED_DATA", REPO_ROOT.parent / "shared" / "data")).resolve()
+
+DB_FIXTURES = frozenset(
+    {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback", "live_server"}
+)
+WORKER_FIXTURE = "celery_worker"
+BROWSER_FIXTURE = "chromium_path"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        uses_db = bool(names & DB_FIXTURES) or item.get_closest_marker("django_db") is not None
+        if WORKER_FIXTURE in names:
+            item.add_marker(pytest.mark.integration)
+            if not uses_db:
+                # pytest-django creates the test database only for tests that ask for one: a test using
+                # the worker without saying which kind gets committed rows the worker can see.
+                item.add_marker(pytest.mark.django_db(transaction=True))
+                uses_db = True
+        if BROWSER_FIXTURE in names:
+            item.add_marker(pytest.mark.browser)
+        item.add_marker(pytest.mark.db if uses_db else pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +72,9 @@ def _plain_static_files(settings) -> None:
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+@pytest.fixture
+def generous_rate_limits(settings) -> None:
+    """Rate limits no test reaches unless it sets its own (the API and browser tests use it)."""
+    settings.FACEID_THROTTLE_RATES = {"api": "10000/minute", "pipeline": "10000/minute"}

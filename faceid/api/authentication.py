@@ -12,7 +12,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication, get_authorization_header
 
-from faceid.verification import Caller
+from faceid.flows.common import Caller
 from tenants import roles
 from tenants.models import ApiKey, Membership
 from tenants.selectors import membership_for, organizations_for_user

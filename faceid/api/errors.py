@@ -19,7 +19,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from faceid.verification import FlowError
+from faceid.flows.common import FlowError
 
 logger = logging.getLogger(__name__)
 

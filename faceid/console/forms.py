@@ -2,9 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
-from faceid.models import AttemptMode, DecisionChoices
-from tenants.models import OrganizationPolicy, Scope
-from tenants.services import POLICY_FIELDS
+from tenants.models import Scope
 
 
 class PersonCreateForm(forms.Form):
@@ -55,18 +53,6 @@ class ConfirmEraseForm(forms.Form):
         return value
 
 
-class PolicyForm(forms.ModelForm):
-    class Meta:
-        model = OrganizationPolicy
-        fields = list(POLICY_FIELDS)
-        widgets = {
-            "threshold_unmasked": forms.NumberInput(attrs={"step": "0.0001"}),
-            "threshold_masked": forms.NumberInput(attrs={"step": "0.0001"}),
-            "target_far": forms.NumberInput(attrs={"step": "any"}),
-            "mask_threshold": forms.NumberInput(attrs={"step": "0.01"}),
-        }
-
-
 class ApiKeyCreateForm(forms.Form):
     name = forms.CharField(
         max_length=100, label="Name", help_text="Where the key is used (e.g. 'door 3 kiosk')."
@@ -74,19 +60,3 @@ class ApiKeyCreateForm(forms.Form):
     scopes = forms.MultipleChoiceField(
         choices=Scope.choices, widget=forms.CheckboxSelectMultiple, initial=[Scope.VERIFY]
     )
-
-
-class AuditFilterForm(forms.Form):
-    since = forms.DateTimeField(
-        required=False, label="From", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
-    )
-    until = forms.DateTimeField(
-        required=False, label="Until", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
-    )
-    person = forms.CharField(required=False, max_length=128, label="Person")
-    decision = forms.ChoiceField(required=False, choices=[("", "any")] + list(DecisionChoices.choices))
-    mode = forms.ChoiceField(required=False, choices=[("", "any")] + list(AttemptMode.choices))
-    masked = forms.ChoiceField(
-        required=False, choices=[("", "any"), ("true", "masked"), ("false", "unmasked")]
-    )
-    key = forms.CharField(required=False, max_length=32, label="API key prefix")

@@ -3,8 +3,8 @@ composite foreign keys that keep the denormalised organization columns honest.""
 
 from django.db import migrations
 
-# Frozen copy of faceid.embedding_models at the time of writing: a migration must not change when
-# the registry does. A model added to the registry gets its own migration creating its index
+# Frozen copy of the embedder registry (now inference.embedders) at the time of writing: a
+# migration must not change when the registry does. A model added to the registry gets its own migration creating its index
 # (tests/foundation checks that every registered model has one).
 MODELS = (
     ("dlib_resnet_v1", 128),

@@ -1,113 +1,59 @@
 """Face embedders by name, like timm's model registry.
 
-spec = embedder_spec("dlib_resnet_v1")        # dimension, template, version: no weights read
+spec = embedder_spec("dlib_resnet_v1")        # dimension, input, thresholds, weights: plain data
+deployable_embedders()                        # the models whose weights are on this machine
 embedder = create_embedder("dlib_resnet_v1")  # network built once per process and device
 vectors = embedder.embed(crops)               # crops: align_face(rgb, face, spec.template)
+
+Importing this package imports neither torch nor OpenCV: specs are plain data, and the module that
+builds a network (the spec's `factory`, "module:function") is imported by create_embedder, the
+way timm resolves a model's entry point.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+import importlib
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+from inference.embedders.registry import (
+    DEFAULT_EMBEDDER,
+    available_embedders,
+    deployable_embedders,
+    embedder_spec,
+    register_embedder,
+)
+from inference.embedders.spec import (
+    EmbedderSpec,
+    InputConfig,
+    UnknownEmbedderError,
+    WeightsSource,
+    WeightsUnavailableError,
+    weights_dir,
+)
 
-from inference.align import AlignTemplate
-from inference.device import resolve_device
-from inference.embedders.base import Embedder, EmbedderSpec
-
-DEFAULT_EMBEDDER = "dlib_resnet_v1"
-
-Factory = Callable[..., Embedder]
-
-
-class UnknownEmbedderError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class _Entry:
-    spec: EmbedderSpec
-    factory: Factory
-
-
-_registry: dict[str, _Entry] = {}
-
-
-def register_embedder(
-    name: str, *, version: str, dim: int, template: AlignTemplate, description: str = ""
-) -> Callable[[Factory], Factory]:
-    """Register `factory(spec, device, **kwargs) -> Embedder` under name."""
-
-    def decorator(factory: Factory) -> Factory:
-        if name in _registry:
-            raise ValueError(f"embedder {name!r} is already registered")
-        spec = EmbedderSpec(
-            name=name,
-            version=version,
-            dim=dim,
-            template=template,
-            input_size=template.size,
-            description=description,
-        )
-        _registry[name] = _Entry(spec, factory)
-        return factory
-
-    return decorator
-
-
-def available_embedders() -> list[str]:
-    return sorted(_registry)
-
-
-def embedder_spec(name: str = DEFAULT_EMBEDDER) -> EmbedderSpec:
-    """The embedder's dimension, template, input size and version, without building it."""
-    return _entry(name).spec
+if TYPE_CHECKING:
+    from inference.embedders.base import Embedder
 
 
 def create_embedder(name: str = DEFAULT_EMBEDDER, *, device: str = "auto", **kwargs: object) -> Embedder:
-    entry = _entry(name)
-    return entry.factory(entry.spec, resolve_device(device), **kwargs)
+    """Build (or reuse) the named network on a device; kwargs go to its factory (e.g. weights=PATH)."""
+    spec = embedder_spec(name)
+    module_name, _, function = spec.factory.partition(":")
+    factory = getattr(importlib.import_module(module_name), function)
+    return factory(spec, device=device, **kwargs)
 
-
-_modules: dict[Hashable, nn.Module] = {}
-_modules_lock = threading.Lock()
-
-
-def cached_module(key: Hashable, device: torch.device, build: Callable[[], nn.Module]) -> nn.Module:
-    """One built network per (key, device) in this process: weights are parsed and moved once."""
-    full_key = (key, str(device))
-    with _modules_lock:
-        module = _modules.get(full_key)
-        if module is None:
-            module = build().to(device).eval()
-            for parameter in module.parameters():
-                parameter.requires_grad_(False)
-            _modules[full_key] = module
-        return module
-
-
-def _entry(name: str) -> _Entry:
-    try:
-        return _registry[name]
-    except KeyError:
-        known = ", ".join(available_embedders())
-        raise UnknownEmbedderError(f"unknown embedder {name!r}; available: {known}") from None
-
-
-# Registration happens on import of the implementations.
-from inference.embedders import dlib_resnet, iresnet  # noqa: E402, F401
 
 __all__ = [
     "DEFAULT_EMBEDDER",
-    "Embedder",
     "EmbedderSpec",
+    "InputConfig",
     "UnknownEmbedderError",
+    "WeightsSource",
+    "WeightsUnavailableError",
     "available_embedders",
-    "cached_module",
     "create_embedder",
+    "deployable_embedders",
     "embedder_spec",
     "register_embedder",
+    "weights_dir",
 ]

@@ -1,45 +1,30 @@
-"""What every embedder is: a spec (known without loading weights) and a batched torch forward."""
+"""What every embedder is at run time: a batched torch forward over aligned crops.
+
+Its spec (inference.embedders.spec) is known without this module; the factories import it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from inference.align import AlignTemplate
-
-
-@dataclass(frozen=True)
-class EmbedderSpec:
-    name: str
-    version: str  # changes whenever the vectors would; stored beside every template
-    dim: int
-    template: AlignTemplate  # the crops embed() expects come from align_face(..., template)
-    input_size: tuple[int, int]  # width, height (the template's size)
-    description: str = ""
+from inference.embedders.spec import EmbedderSpec
 
 
 class Embedder:
     """A face network on one device: aligned uint8 RGB crops in, L2-normalised vectors out."""
 
-    def __init__(
-        self,
-        spec: EmbedderSpec,
-        module: nn.Module,
-        device: torch.device,
-        *,
-        mean: Sequence[float],
-        scale: Sequence[float],
-    ) -> None:
+    def __init__(self, spec: EmbedderSpec, module: nn.Module, device: torch.device) -> None:
         self.spec = spec
         self.device = device
         self.module = module
-        # Input normalisation: (pixel - mean) * scale per RGB channel.
-        self._mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        self._scale = torch.tensor(scale, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        # Input normalisation, from the spec: (pixel - mean) * scale per RGB channel.
+        self._mean = torch.tensor(spec.input.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self._scale = torch.tensor(spec.input.scale, dtype=torch.float32, device=device).view(1, 3, 1, 1)
 
     def embed(
         self, crops: Sequence[np.ndarray], *, flip: bool = True, batch_size: int = 32, normalize: bool = True
@@ -78,3 +63,20 @@ class Embedder:
 
     def __repr__(self) -> str:
         return f"<Embedder {self.spec.name} {self.spec.version} on {self.device}>"
+
+
+_modules: dict[Hashable, nn.Module] = {}
+_modules_lock = threading.Lock()
+
+
+def cached_module(key: Hashable, device: torch.device, build: Callable[[], nn.Module]) -> nn.Module:
+    """One built network per (key, device) in this process: weights are parsed and moved once."""
+    full_key = (key, str(device))
+    with _modules_lock:
+        module = _modules.get(full_key)
+        if module is None:
+            module = build().to(device).eval()
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
+            _modules[full_key] = module
+        return module

@@ -8,13 +8,12 @@ branches of a downsampling block can differ in size (3x3 against 4x4), and dlib'
 zero-pads the smaller tensor at the bottom/right, and in channels. Affine (frozen batch-norm)
 layers are folded into the convolution before them.
 
-Weights: the .dat file of the PyPI package face-recognition-models (CC0), found without
-importing that package (its __init__ needs pkg_resources).
+Weights: the .dat file of the PyPI package face-recognition-models (CC0), located by the spec
+(inference.embedders.registry) without importing that package (its __init__ needs pkg_resources).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from os import PathLike
 from pathlib import Path
 
@@ -23,24 +22,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inference.align import DLIB_150
-from inference.embedders import cached_module, register_embedder
-from inference.embedders.base import Embedder, EmbedderSpec
+from inference.device import resolve_device
+from inference.embedders.base import Embedder, cached_module
 from inference.embedders.dlib_dat import DlibFormatError, DlibLayer, DlibNetwork, read_dlib_network
+from inference.embedders.registry import embedder_spec
+from inference.embedders.spec import EmbedderSpec
 
-WEIGHTS_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+NAME = "dlib_resnet_v1"
 
 
 def default_weights_path() -> Path:
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError(
-            "the dlib_resnet_v1 weights come from the package face-recognition-models, which is not installed"
-        )
-    path = Path(spec.origin).parent / "models" / WEIGHTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{WEIGHTS_FILE} not found at {path}")
-    return path
+    """The .dat file the registry's spec points at (WeightsUnavailableError when absent)."""
+    return embedder_spec(NAME).weights_path()
 
 
 def _add_zero_padded(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -168,17 +161,11 @@ def load_dlib_resnet(path: str | PathLike[str] | None = None) -> DlibResNet:
     return build_dlib_resnet(network)
 
 
-@register_embedder(
-    "dlib_resnet_v1",
-    version="dlib_resnet_v1-1",
-    dim=128,
-    template=DLIB_150,
-    description="dlib's ResNet face descriptor (99.38% LFW as reported by dlib), weights CC0",
-)
-def _create(
-    spec: EmbedderSpec, device: torch.device, *, weights: str | PathLike[str] | None = None
+def create(
+    spec: EmbedderSpec, *, device: str = "auto", weights: str | PathLike[str] | None = None
 ) -> Embedder:
-    path = Path(weights) if weights is not None else default_weights_path()
-    module = cached_module(("dlib_resnet_v1", str(path.resolve())), device, lambda: load_dlib_resnet(path))
-    network_mean = (122.782, 117.001, 104.298)
-    return Embedder(spec, module, device, mean=network_mean, scale=(1 / 256,) * 3)
+    """The factory the registry names for dlib_resnet_v1."""
+    path = Path(weights) if weights is not None else spec.weights_path()
+    torch_device = resolve_device(device)
+    module = cached_module((spec.name, str(path.resolve())), torch_device, lambda: load_dlib_resnet(path))
+    return Embedder(spec, module, torch_device)

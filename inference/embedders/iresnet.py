@@ -3,21 +3,24 @@
 The module and parameter names follow arcface_torch/backbones/iresnet.py exactly (conv1, bn1,
 prelu, layer1..layer4 of IBasicBlock, bn2, dropout, fc, features), so a `backbone.pth` saved by
 that toolkit, or by the project's later training toolkit, loads with strict key matching.
-There are no bundled weights: the operator provides the file (`weights=`).
+There are no bundled weights: the operator puts the file where the spec says
+($INFERENCE_WEIGHTS_DIR/<name>.pth) or passes `weights=`.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from inference.align import ARCFACE_112
-from inference.embedders import cached_module, register_embedder
-from inference.embedders.base import Embedder, EmbedderSpec
+from inference.device import resolve_device
+from inference.embedders.base import Embedder, cached_module
+from inference.embedders.registry import embedder_spec
+from inference.embedders.spec import EmbedderSpec
 
 LAYERS = {
     "iresnet18": (2, 2, 2, 2),
@@ -25,7 +28,6 @@ LAYERS = {
     "iresnet50": (3, 4, 14, 3),
     "iresnet100": (3, 13, 30, 3),
 }
-EMBEDDING_DIM = 512
 
 
 def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -98,12 +100,14 @@ class IResNet(nn.Module):
         return self.features(x)
 
 
-def build_iresnet(name: str, *, dropout: float = 0.0, num_features: int = EMBEDDING_DIM) -> IResNet:
+def build_iresnet(name: str, *, dropout: float = 0.0, num_features: int | None = None) -> IResNet:
+    """An untrained backbone; num_features defaults to the registered embedder's dimension."""
     try:
         layers = LAYERS[name]
     except KeyError:
         raise ValueError(f"unknown iresnet depth {name!r}; expected one of {sorted(LAYERS)}") from None
-    return IResNet(layers, dropout=dropout, num_features=num_features)
+    features = num_features if num_features is not None else embedder_spec(name).dim
+    return IResNet(layers, dropout=dropout, num_features=features)
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -124,50 +128,28 @@ def _weights_digest(path: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def _make_factory(name: str):
-    def create(
-        spec: EmbedderSpec,
-        device: torch.device,
-        *,
-        weights: str | PathLike[str] | None = None,
-        dropout: float = 0.0,
-    ) -> Embedder:
-        if weights is None:
-            raise ValueError(
-                f"{name} has no bundled weights: pass weights=PATH to an arcface_torch state_dict "
-                "(backbone.pth)"
-            )
+def create(
+    spec: EmbedderSpec,
+    *,
+    device: str = "auto",
+    weights: str | PathLike[str] | None = None,
+    dropout: float = 0.0,
+) -> Embedder:
+    """The factory the registry names for every iresnet depth (spec.name picks the layers)."""
+    if weights is None:
+        path = spec.weights_path()
+    else:
         path = Path(weights)
         if not path.is_file():
-            raise FileNotFoundError(f"{name} weights not found at {path}")
-        digest = _weights_digest(path)
+            raise FileNotFoundError(f"{spec.name} weights not found at {path}")
+    digest = _weights_digest(path)
 
-        def build() -> IResNet:
-            module = build_iresnet(name, dropout=dropout)
-            module.load_state_dict(load_state_dict(path), strict=True)
-            return module
+    def build() -> IResNet:
+        module = build_iresnet(spec.name, dropout=dropout)
+        module.load_state_dict(load_state_dict(path), strict=True)
+        return module
 
-        module = cached_module((name, digest), device, build)
-        # The version names the weights: vectors from different weights must never be compared.
-        versioned = EmbedderSpec(
-            name=spec.name,
-            version=f"{spec.version}-{digest}",
-            dim=spec.dim,
-            template=spec.template,
-            input_size=spec.input_size,
-            description=spec.description,
-        )
-        # arcface_torch's input: (pixel / 255 - 0.5) / 0.5, RGB.
-        return Embedder(versioned, module, device, mean=(127.5,) * 3, scale=(1 / 127.5,) * 3)
-
-    return create
-
-
-for _name in LAYERS:
-    register_embedder(
-        _name,
-        version=f"{_name}-arcface",
-        dim=EMBEDDING_DIM,
-        template=ARCFACE_112,
-        description=f"insightface arcface_torch {_name}; operator-provided weights",
-    )(_make_factory(_name))
+    torch_device = resolve_device(device)
+    module = cached_module((spec.name, digest), torch_device, build)
+    # The version names the weights: vectors from different weights must never be compared.
+    return Embedder(replace(spec, version=f"{spec.version}-{digest}"), module, torch_device)

@@ -17,19 +17,12 @@ import cv2
 import numpy as np
 import torch
 
+from inference.device import resolve_device
 from inference.mask.network import MaskNet, NetworkConfig
+from inference.variants import DEFAULT_MASK_THRESHOLD, is_masked
 
-DEFAULT_MASK_THRESHOLD = 0.5
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "mask_classifier_v1.pt"
 CHECKPOINT_FORMAT = "faceid.mask_classifier"
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def preprocess(crops: Sequence[np.ndarray], size: int) -> torch.Tensor:
@@ -59,7 +52,7 @@ class MaskClassifier:
         device: str | torch.device = "auto",
         metadata: dict | None = None,
     ) -> None:
-        self.device = resolve_device(device)
+        self.device = resolve_device(str(device))
         self.model = model.to(self.device).eval()
         self.version = version
         self.input_size = model.config.input_size
@@ -69,7 +62,7 @@ class MaskClassifier:
     def from_weights(
         cls, path: str | os.PathLike | None = None, device: str | torch.device = "auto"
     ) -> MaskClassifier:
-        """Load a checkpoint written by `inference.mask.train` (default: the committed v1 weights)."""
+        """Load a checkpoint written by `toolkit.mask_training` (default: the committed v1 weights)."""
         path = Path(path) if path is not None else DEFAULT_WEIGHTS
         if not path.is_file():
             raise FileNotFoundError(f"mask classifier weights not found at {path}")
@@ -95,7 +88,7 @@ class MaskClassifier:
 
     def predict(self, crops: Sequence[np.ndarray], threshold: float = DEFAULT_MASK_THRESHOLD) -> np.ndarray:
         """Boolean mask decisions at `threshold`."""
-        return self.predict_proba(crops) >= threshold
+        return np.array([is_masked(float(p), threshold) for p in self.predict_proba(crops)], dtype=bool)
 
 
 _cache: dict[tuple[int, str, str], MaskClassifier] = {}
@@ -106,7 +99,8 @@ def get_mask_classifier(
     path: str | os.PathLike | None = None, device: str | torch.device = "auto"
 ) -> MaskClassifier:
     """The classifier of this process, loaded once (keyed by pid: a forked worker loads its own)."""
-    key = (os.getpid(), str(Path(path) if path is not None else DEFAULT_WEIGHTS), str(resolve_device(device)))
+    weights = str(Path(path) if path is not None else DEFAULT_WEIGHTS)
+    key = (os.getpid(), weights, str(resolve_device(str(device))))
     with _cache_lock:
         classifier = _cache.get(key)
         if classifier is None:

@@ -1,16 +1,20 @@
-"""GET /api/v1/attempts/: filters, pagination, CSV, scope and tenant isolation."""
+"""GET /api/v1/attempts/: filters, pagination, CSV, scope and tenant isolation; and the same filter
+(faceid.filters) on the console's audit page: the same query gives the same rows."""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from faceid import services
 from faceid.models import AttemptMode, DecisionChoices
+from tenants.models import Role
 
 pytestmark = pytest.mark.django_db
 
@@ -125,3 +129,105 @@ def test_other_organization_sees_none_of_it(other_tenant, log):
         other_tenant.client("audit:read").get(f"/api/v1/attempts/?person={log['alice'].pk}").json()["count"]
         == 0
     )
+
+
+# --- the same filter in the API and the console ------------------------------------------------
+
+
+@pytest.fixture
+def api(tenant):
+    return tenant.client("audit:read")
+
+
+@pytest.fixture
+def console(tenant) -> Client:
+    client = Client()
+    client.force_login(tenant.user("auditor@example.com", Role.AUDITOR))
+    return client
+
+
+def api_ids(api, query: str) -> set[int]:
+    response = api.get(f"/api/v1/attempts/?{query}")
+    assert response.status_code == 200, response.content
+    return {row["id"] for row in response.json()["results"]}
+
+
+def api_csv_ids(api, query: str) -> set[int]:
+    response = api.get(f"/api/v1/attempts.csv?{query}")
+    assert response.status_code == 200, response.content
+    return _csv_ids(response)
+
+
+def console_ids(console: Client, query: str) -> set[int]:
+    response = console.get(f"/console/audit/?{query}")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "errorlist" not in page, page
+    return {int(pk) for pk in re.findall(r'data-attempt="(\d+)"', page)}
+
+
+def console_csv_ids(console: Client, query: str) -> set[int]:
+    return _csv_ids(console.get(f"/console/audit.csv?{query}"))
+
+
+def _csv_ids(response) -> set[int]:
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    return {int(row["id"]) for row in rows}
+
+
+QUERIES = [
+    "",
+    "decision=reject",
+    "decision=accept,no_match",
+    "masked=true",
+    "masked=0",
+    "mode=identify",
+    "person=alice",
+    "person==cmd|calc",
+    "key=nosuchkey",
+    "mode=verify&masked=false&decision=accept",
+    "since=2000-01-01&until=2999-01-01T00:00:00",
+    "until=2000-01-01",
+]
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_the_same_query_gives_the_same_rows_in_the_api_and_the_console(api, console, log, query):
+    rows = api_ids(api, query)
+    assert console_ids(console, query) == rows
+    assert api_csv_ids(api, query) == rows
+    assert console_csv_ids(console, query) == rows
+
+
+def test_a_key_is_found_by_its_prefix_or_its_id_in_both(api, console, log):
+    a, kiosk = log["attempts"], log["kiosk"]
+    expected = {a[2].pk, a[3].pk}
+    for ref in (kiosk.prefix, str(kiosk.pk)):
+        assert api_ids(api, f"key={ref}") == expected, ref
+        assert console_ids(console, f"key={ref}") == expected, ref
+
+
+def test_a_person_is_found_by_external_id_or_id_claimed_or_matched(api, console, log):
+    a = log["attempts"]
+    assert api_ids(api, f"person={log['bob'].pk}") == console_ids(console, "person=bob") == {a[2].pk}
+    assert api_ids(api, "person=alice") == {a[0].pk, a[1].pk}
+    assert api_ids(api, "person==cmd|calc") == {a[4].pk}  # claimed, never enrolled
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("since=yesterday", "since"), ("decision=accept,maybe", "decision"), ("mode=guess", "mode"),
+     ("masked=perhaps", "masked")],
+)  # fmt: skip
+def test_bad_values_are_400_in_the_api_and_form_errors_in_the_console(api, console, log, query, field):
+    response = api.get(f"/api/v1/attempts/?{query}")
+    assert response.status_code == 400
+    assert response.json()["reason"] == "invalid" and field in response.json()["errors"]
+    page = console.get(f"/console/audit/?{query}")
+    assert page.status_code == 200 and "errorlist" in page.content.decode()
+
+
+def test_another_organizations_key_matches_nothing(api, other_tenant, log):
+    theirs, _ = other_tenant.key("verify", name="theirs")
+    assert api_ids(api, f"key={theirs.prefix}") == set()
+    assert api_ids(api, f"key={theirs.pk}") == set()

@@ -1,4 +1,4 @@
-"""faceid.calibration: pair scores, the coarse-to-fine threshold search, proposals, plots."""
+"""faceid.calibration: pair scores, thresholds for a target FAR on its pairs, proposals, plots."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from faceid import calibration as calib
+from inference.thresholds import far_at, roc_points, threshold_for_far
 
 
 def test_pair_scores_split_genuine_and_impostor_and_skip_same_photo():
@@ -21,9 +22,9 @@ def test_pair_scores_split_genuine_and_impostor_and_skip_same_photo():
 def test_threshold_search_finds_the_lowest_threshold_meeting_the_target(target):
     rng = np.random.default_rng(1)
     impostor = rng.normal(0.1, 0.12, size=20_000)
-    t = calib.threshold_for_far(impostor, target)
-    assert calib.far_at(impostor, t) <= target
-    assert calib.far_at(impostor, t - 2e-4) > target  # within the last grid step of the optimum
+    t = threshold_for_far(impostor, target)
+    assert far_at(impostor, t) <= target
+    assert far_at(impostor, t - 2e-4) > target  # within the last grid step of the optimum
     exact = np.sort(impostor)[::-1][int(np.floor(target * impostor.size))]  # k+1-th highest score
     assert abs(t - exact) <= 2e-4
 
@@ -46,5 +47,5 @@ def test_plots_are_png():
     cal = calib.Calibration("dlib_resnet_v1", 0.01, [dist, empty])
     for png in (calib.histogram_png(cal), calib.roc_png(cal)):
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
-    far, tar = calib.roc_points(dist.genuine, dist.impostor)
+    far, tar = roc_points(dist.genuine, dist.impostor)
     assert far[0] == 1.0 and tar[0] == 1.0 and far[-1] == 0.0 and tar[-1] == 0.0

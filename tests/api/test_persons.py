@@ -6,7 +6,7 @@ import pytest
 
 from faceid import services
 from faceid.models import FaceTemplate, Person
-from tests.api.conftest import create_person
+from tests.api.helpers import create_person
 
 pytestmark = pytest.mark.django_db
 
@@ -114,3 +114,28 @@ def test_other_organizations_persons_are_invisible(tenant, other_tenant):
         assert response.json()["reason"] == "not_found"
     person = Person.objects.get(pk=theirs)
     assert person.display_name == "Secret" and not person.is_erased
+
+
+def test_a_duplicate_external_id_is_409_with_the_services_detail_on_create_and_update(tenant):
+    client = tenant.client("enroll")
+    create_person(client, "E-001")
+    other = create_person(client, "E-002")
+    for response in (
+        client.post("/api/v1/persons/", {"external_id": " E-001 "}, format="json"),
+        client.patch(f"/api/v1/persons/{other}/", {"external_id": "E-001"}, format="json"),
+    ):
+        assert response.status_code == 409
+        assert response.json() == {
+            "reason": "duplicate_external_id",
+            "detail": "A person with external id 'E-001' exists.",
+        }
+    assert client.get(f"/api/v1/persons/{other}/").json()["external_id"] == "E-002"
+
+
+def test_the_list_filters_are_parsed_and_bad_ones_are_400(tenant):
+    client = tenant.client("enroll")
+    create_person(client, "E-001")
+    assert client.get("/api/v1/persons/?active=&search=").json()["count"] == 1
+    assert client.get("/api/v1/persons/?active=yes").json()["count"] == 1
+    response = client.get("/api/v1/persons/?active=maybe")
+    assert response.status_code == 400 and "active" in response.json()["errors"]

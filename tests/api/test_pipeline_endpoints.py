@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import struct
 import time
 import zlib
@@ -15,11 +16,19 @@ import pytest
 from PIL import Image
 
 from faceid import services
+from faceid.contracts import PipelineOutput, PipelineRequest
+from faceid.flows.common import Caller, ImageInput
+from faceid.flows.enroll import finish_enroll, prepare_enroll
+from faceid.flows.runner import PIPELINE_TASK
 from faceid.models import FaceTemplate, Person, StoredImage, VerificationAttempt
+from faceid.task_results import run_task
 from tenants import services as tenant_services
-from tests.api.conftest import ALICE, BOB, CAROL, STRANGER, create_person, enroll, post_multipart
+from tests.api.helpers import create_person, enroll, post_multipart
+from tests.portraits import ALICE, BOB, CAROL, STRANGER
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+# Every test here runs the pipeline over real photos in the worker (the tier markers come from
+# the fixtures, see tests/conftest.py).
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
 def files(*images: bytes) -> list:
@@ -65,16 +74,36 @@ def audited(tenant):
     return Audited(tenant.organization)
 
 
+@pytest.fixture(scope="module")
+def enrollment_output(pipeline_worker):
+    """The worker's answer to an enrollment request, computed once per module and request.
+
+    Every test of this module enrolls the same photos into a fresh organization: the pipeline's
+    output for them does not change, so the real worker computes it once and the enroll flow then
+    stores it in each test's own transaction (the tests stay independent of one another's order).
+    """
+    outputs: dict[str, PipelineOutput] = {}
+
+    def output(request: PipelineRequest) -> PipelineOutput:
+        key = json.dumps(request.to_json(), sort_keys=True)
+        if key not in outputs:
+            outputs[key] = PipelineOutput.from_json(run_task(PIPELINE_TASK, request.to_json(), timeout=120))
+        return outputs[key]
+
+    return output
+
+
 @pytest.fixture
-def people(tenant, pipeline_worker, photo):
-    """alice (2 photos), bob (1), carol (1) enrolled through the API."""
+def people(tenant, enrollment_output, photo):
+    """alice (2 photos), bob (1), carol (1): persons created through the API, enrolled by the flow."""
     client = tenant.client("enroll", "verify", "identify", "audit:read")
+    caller = Caller(organization=tenant.organization)
     ids = {}
     for external_id, (_, photos), count in (("alice", ALICE, 2), ("bob", BOB, 1), ("carol", CAROL, 1)):
         ids[external_id] = create_person(client, external_id, external_id.title())
-        response = enroll(client, ids[external_id], *[photo(p) for p in photos[:count]])
-        assert response.status_code == 201, response.content
-        assert response.json()["stored"] == count
+        images = [ImageInput(photo(name), name=name) for name in photos[:count]]
+        prepared = prepare_enroll(caller, person=Person.objects.get(pk=ids[external_id]), images=images)
+        assert finish_enroll(prepared.call, enrollment_output(prepared.request)).stored == count
     client.ids = ids
     return client
 

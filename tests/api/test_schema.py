@@ -46,14 +46,15 @@ def test_schema_documents_the_contract_fields(schema):
         assert name in verify, name
     assert set(components["IdentifyMatch"]["properties"]) >= {"person", "external_id", "similarity"}
     assert "matches" in components["IdentifyResponse"]["properties"]
-    assert "person" in components["VerifyMultipart"]["properties"]
-    assert components["VerifyMultipart"]["properties"]["image"]["type"] == "array"
+    # One input serializer parses both bodies: multipart files and base64 JSON.
+    assert "person" in components["VerifyInput"]["properties"]
+    assert components["VerifyInput"]["properties"]["image"]["type"] == "array"
     assert {"external_id", "display_name"} <= set(components["PersonCreate"]["properties"])
     verify_op = schema["paths"]["/api/v1/verify/"]["post"]
     assert {"200", "202", "400", "401", "403", "404", "413", "422", "423", "429", "504"} <= set(
         verify_op["responses"]
     )
-    assert "multipart/form-data" in verify_op["requestBody"]["content"]
+    assert {"multipart/form-data", "application/json"} <= set(verify_op["requestBody"]["content"])
     assert schema["components"]["securitySchemes"]["ApiKey"] == {
         "type": "http",
         "scheme": "bearer",

@@ -2,33 +2,24 @@
 
 Chromium's fake camera plays a YUV4MPEG2 file that the test writes from a real portrait, so the
 console's getUserMedia code runs for real. 127.0.0.1 is a secure context: navigator.mediaDevices
-exists there over plain http. The live server's pipeline calls go to the real Celery worker.
+exists there over plain http. The live server's pipeline calls go to the real Celery worker
+(`pipeline_worker`, tests/plugins/celery_worker.py). Which Chromium: scripts/chromium.py
+(FACEID_CHROMIUM, PLAYWRIGHT_CHROMIUM_EXECUTABLE, else `chromium` on PATH).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-import tests.conftest as root_conftest
-from tests.api.conftest import _generous_rate_limits, identities, photo  # noqa: F401
+from scripts.chromium import ChromiumMissing, find_chromium
 
-if not hasattr(root_conftest, "celery_worker"):
-    from tests.integration.conftest import celery_worker  # noqa: F401
-from tests.api.conftest import pipeline_worker  # noqa: F401,E402
-
-# The live server must be http://127.0.0.1:<port> (a secure context for getUserMedia).
-os.environ.setdefault("DJANGO_LIVE_TEST_SERVER_ADDRESS", "127.0.0.1")
-# Playwright's sync API runs an event loop in this thread; the ORM calls of the test are still
-# plain synchronous code.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-CHROMIUM = os.environ.get("FACEID_CHROMIUM", "/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 CHROMIUM_ARGS = [
@@ -68,11 +59,30 @@ def camera_frame(portrait: Path, width: int = 640, height: int = 480) -> np.ndar
     return np.asarray(frame)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _browser_environment() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        # The live server must be http://127.0.0.1:<port> (a secure context for getUserMedia). An
+        # autouse session fixture runs before the session's live_server starts.
+        if not os.environ.get("DJANGO_LIVE_TEST_SERVER_ADDRESS"):
+            patch.setenv("DJANGO_LIVE_TEST_SERVER_ADDRESS", "127.0.0.1")
+        # Playwright's sync API runs an event loop in this thread; the ORM calls of the test are
+        # still plain synchronous code.
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _rate_limits(generous_rate_limits) -> None:
+    pass
+
+
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: `apt-get install -y chromium` (Debian's package) is needed")
-    return CHROMIUM
+    try:
+        return find_chromium()
+    except ChromiumMissing as missing:
+        pytest.fail(str(missing))
 
 
 @pytest.fixture(scope="session")

@@ -12,15 +12,16 @@ from faceid import services
 from faceid.models import FaceTemplate, Person, VerificationAttempt
 from tenants import services as tenant_services
 from tenants.models import Role
-from tests.api.conftest import TEST_THRESHOLDS
-
-pytestmark = [pytest.mark.browser, pytest.mark.integration]
+from tests.portraits import TEST_THRESHOLDS
 
 EMAIL, PASSWORD = "admin@acme.example", "Str0ng-pass-phrase!"
 ENROLL_PHOTO = "img1.jpg"  # id00
 SAME_PERSON_PHOTO = "img10.jpg"  # id00, another photo
 OTHER_PERSON_PHOTO = "img3.jpg"  # id01
 TIMEOUT_MS = 120_000
+
+# Each test starts Chromium several times and takes seconds (the webcam one runs the pipeline too).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

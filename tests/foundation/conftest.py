@@ -13,8 +13,8 @@ import pytest
 from django.utils import timezone
 
 from faceid import services
-from faceid.embedding_models import get_embedding_model
 from faceid.models import FaceTemplate, Person, VerificationAttempt
+from inference.embedders import embedder_spec
 from tenants import services as tenant_services
 from tenants.models import ApiKey, Organization, Role
 
@@ -37,7 +37,7 @@ def rng() -> np.random.Generator:
 @pytest.fixture
 def random_vector(rng: np.random.Generator) -> Callable[..., np.ndarray]:
     def make(model_name: str = "dlib_resnet_v1") -> np.ndarray:
-        return unit(rng.standard_normal(get_embedding_model(model_name).dim))
+        return unit(rng.standard_normal(embedder_spec(model_name).dim))
 
     return make
 

@@ -1,20 +1,39 @@
+from pathlib import Path
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 
-from faceid.embedding_models import DEFAULT_EMBEDDING_MODEL, EMBEDDING_MODELS
 from faceid.selectors import probe_variants
+from inference.embedders import DEFAULT_EMBEDDER, deployable_embedders, embedder_spec
+from inference.embedders.spec import WEIGHTS_DIR_ENV
 from tenants import models as tenant_models
+from tenants.forms import PolicyForm
 from tenants.models import OrganizationPolicy
 from tenants.selectors import policy_for
 from tenants.services import create_organization, update_policy
 
+DLIB, IRESNET = embedder_spec("dlib_resnet_v1"), embedder_spec("iresnet50")
+
+
+@pytest.fixture
+def weights_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty operator weights directory: no iresnet is deployable until a file is put there."""
+    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path))
+    return tmp_path
+
+
+def install_weights(weights_dir: Path, name: str) -> None:
+    # Deployable means "the weights file is where the spec says"; choosing a model never loads it.
+    (weights_dir / embedder_spec(name).weights.file).write_bytes(b"an arcface_torch backbone")
+
 
 def test_a_new_organization_gets_the_default_policy(org):
     policy = policy_for(org)
-    assert policy.embedding_model == DEFAULT_EMBEDDING_MODEL
-    assert policy.threshold_unmasked == EMBEDDING_MODELS[DEFAULT_EMBEDDING_MODEL].default_threshold_unmasked
-    assert policy.threshold_masked == EMBEDDING_MODELS[DEFAULT_EMBEDDING_MODEL].default_threshold_masked
+    assert policy.embedding_model == DEFAULT_EMBEDDER
+    assert policy.threshold_unmasked == embedder_spec(DEFAULT_EMBEDDER).default_threshold_unmasked
+    assert policy.threshold_masked == embedder_spec(DEFAULT_EMBEDDER).default_threshold_masked
     assert policy.target_far == tenant_models.DEFAULT_TARGET_FAR == 0.001
     assert policy.mask_threshold == 0.5 and policy.mask_strategy == "cutout"
     assert policy.require_unmasked_enrollment is True
@@ -32,15 +51,121 @@ def test_create_organization_refuses_an_existing_slug(org):
         create_organization(slug=org.slug, name="Again")
 
 
-def test_switching_model_resets_thresholds_unless_given(org):
+def test_switching_model_resets_thresholds_unless_given(org, weights_dir):
+    install_weights(weights_dir, "iresnet50")
     policy = update_policy(org, embedding_model="iresnet50")
     assert (policy.threshold_unmasked, policy.threshold_masked) == (
-        EMBEDDING_MODELS["iresnet50"].default_threshold_unmasked,
-        EMBEDDING_MODELS["iresnet50"].default_threshold_masked,
+        IRESNET.default_threshold_unmasked,
+        IRESNET.default_threshold_masked,
     )
     policy = update_policy(org, embedding_model="dlib_resnet_v1", threshold_unmasked=0.9)
     assert policy.threshold_unmasked == 0.9
-    assert policy.threshold_masked == EMBEDDING_MODELS["dlib_resnet_v1"].default_threshold_masked
+    assert policy.threshold_masked == DLIB.default_threshold_masked
+
+
+def test_a_model_without_weights_here_cannot_be_chosen(org, weights_dir):
+    assert deployable_embedders() == ["dlib_resnet_v1"]
+    with pytest.raises(ValidationError) as refused:
+        update_policy(org, embedding_model="iresnet50")
+    [message] = refused.value.message_dict["embedding_model"]
+    assert "iresnet50" in message and "deployable models: dlib_resnet_v1" in message
+    assert policy_for(org).embedding_model == DEFAULT_EMBEDDER
+
+
+def test_an_organization_whose_model_lost_its_weights_keeps_it(org, weights_dir):
+    install_weights(weights_dir, "iresnet50")
+    update_policy(org, embedding_model="iresnet50", threshold_unmasked=0.4)
+    (weights_dir / IRESNET.weights.file).unlink()
+
+    # Its other settings still change, and its model (and templates) stay as they are.
+    policy = update_policy(org, lockout_failures=3)
+    assert (policy.embedding_model, policy.threshold_unmasked, policy.lockout_failures) == (
+        "iresnet50",
+        0.4,
+        3,
+    )
+    # It may move to a deployable model (thresholds reset), but not back without the weights.
+    policy = update_policy(org, embedding_model="dlib_resnet_v1")
+    assert (policy.threshold_unmasked, policy.threshold_masked) == (
+        DLIB.default_threshold_unmasked,
+        DLIB.default_threshold_masked,
+    )
+    with pytest.raises(ValidationError, match="deployable models: dlib_resnet_v1"):
+        update_policy(org, embedding_model="iresnet50")
+
+
+def test_any_save_that_switches_the_model_resets_the_thresholds_it_left_alone(org, weights_dir):
+    install_weights(weights_dir, "iresnet50")
+    policy = policy_for(org)
+    policy.embedding_model = "iresnet50"
+    policy.threshold_masked = 0.25
+    policy.save(update_fields=["embedding_model", "threshold_masked"])
+
+    policy.refresh_from_db()
+    assert (policy.threshold_unmasked, policy.threshold_masked) == (IRESNET.default_threshold_unmasked, 0.25)
+
+
+def test_policy_form_offers_the_deployable_models_and_the_current_one(org, weights_dir):
+    def offered(policy: OrganizationPolicy) -> list[str]:
+        return [value for value, _ in PolicyForm(instance=policy).fields["embedding_model"].widget.choices]
+
+    assert offered(policy_for(org)) == ["dlib_resnet_v1"]
+    install_weights(weights_dir, "iresnet50")
+    assert offered(policy_for(org)) == ["dlib_resnet_v1", "iresnet50"]
+    update_policy(org, embedding_model="iresnet50")
+    (weights_dir / IRESNET.weights.file).unlink()
+    # Kept on offer, so that saving another field does not switch the model away.
+    assert offered(policy_for(org)) == ["dlib_resnet_v1", "iresnet50"]
+
+
+def _admin_change_form(admin_client, org) -> tuple[str, dict[str, object]]:
+    """The organization's admin page and the data its form posts back unchanged."""
+    url = reverse("admin:tenants_organization_change", args=[org.pk])
+    response = admin_client.get(url)
+    assert response.status_code == 200
+    data: dict[str, object] = {}
+    forms = [response.context["adminform"].form]
+    for inline in response.context["inline_admin_formsets"]:
+        formset = inline.formset
+        data.update(
+            {f"{formset.prefix}-{key}": value for key, value in formset.management_form.initial.items()}
+        )
+        forms.extend(formset.forms)
+    for form in forms:
+        for name, field in form.fields.items():
+            value = form.initial.get(name, field.initial)
+            if value is None or value is False:
+                continue
+            data[form.add_prefix(name)] = "on" if value is True else value
+    return url, data
+
+
+def test_the_django_admin_switches_model_and_resets_the_thresholds(admin_client, org, weights_dir):
+    install_weights(weights_dir, "iresnet50")
+    url, data = _admin_change_form(admin_client, org)
+    page = admin_client.get(url).content.decode()
+    assert 'value="iresnet50"' in page and 'value="iresnet18"' not in page
+
+    response = admin_client.post(url, {**data, "policy-0-embedding_model": "iresnet50"})
+
+    assert response.status_code == 302, response.context["inline_admin_formsets"][0].formset.errors
+    policy = policy_for(org)
+    assert policy.embedding_model == "iresnet50"
+    assert (policy.threshold_unmasked, policy.threshold_masked) == (
+        IRESNET.default_threshold_unmasked,
+        IRESNET.default_threshold_masked,
+    )
+
+
+def test_the_django_admin_refuses_a_model_without_weights(admin_client, org, weights_dir):
+    url, data = _admin_change_form(admin_client, org)
+
+    response = admin_client.post(url, {**data, "policy-0-embedding_model": "iresnet18"})
+
+    assert response.status_code == 200
+    [errors] = response.context["inline_admin_formsets"][0].formset.errors
+    assert "deployable models: dlib_resnet_v1" in errors["embedding_model"][0]
+    assert policy_for(org).embedding_model == DEFAULT_EMBEDDER
 
 
 @pytest.mark.parametrize(
@@ -59,7 +184,7 @@ def test_switching_model_resets_thresholds_unless_given(org):
 def test_invalid_policy_values_are_refused(org, fields):
     with pytest.raises(ValidationError):
         update_policy(org, **fields)
-    assert policy_for(org).embedding_model == DEFAULT_EMBEDDING_MODEL
+    assert policy_for(org).embedding_model == DEFAULT_EMBEDDER
 
 
 def test_the_database_refuses_out_of_range_policies(org):
@@ -69,7 +194,8 @@ def test_the_database_refuses_out_of_range_policies(org):
 
 def test_mask_decision_threshold_and_template_variants_follow_the_policy(org):
     policy = update_policy(org, mask_threshold=0.6, threshold_unmasked=0.8, threshold_masked=0.7)
-    assert not policy.is_masked(0.6) and policy.is_masked(0.61) and not policy.is_masked(None)
+    # The pipeline's rule (inference.variants.is_masked): reaching the threshold counts as masked.
+    assert policy.is_masked(0.6) and not policy.is_masked(0.59) and not policy.is_masked(None)
     assert policy.threshold_for(masked=True) == 0.7 and policy.threshold_for(masked=False) == 0.8
     assert probe_variants(policy, masked=False) == ["full"]
     assert probe_variants(policy, masked=True) == ["masked_cutout"]

@@ -6,8 +6,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
 from faceid import selectors, services
-from faceid.embedding_models import EMBEDDING_MODELS, get_embedding_model
 from faceid.models import FaceTemplate, Person
+from inference.embedders import available_embedders, embedder_spec
 
 from .conftest import sha, unit
 
@@ -16,7 +16,7 @@ def _bulk_gallery(
     org, rng, *, persons: int, per_person: int, model_name: str = "dlib_resnet_v1"
 ) -> list[Person]:
     """Many persons with random templates, inserted in bulk (the services would be slow here)."""
-    dim = get_embedding_model(model_name).dim
+    dim = embedder_spec(model_name).dim
     people = Person.objects.bulk_create(
         [
             Person(organization=org, external_id=f"{org.slug}-{model_name}-{i}", display_name=f"P{i}")
@@ -54,8 +54,9 @@ def test_embedding_column_is_stored_plain_so_vectors_stay_in_line(db):
         assert cursor.fetchone() == ("p",)
 
 
-@pytest.mark.parametrize("spec", EMBEDDING_MODELS.values(), ids=lambda s: s.name)
-def test_every_registered_model_has_its_partial_hnsw_cosine_index(db, spec):
+@pytest.mark.parametrize("name", available_embedders())
+def test_every_registered_model_has_its_partial_hnsw_cosine_index(db, name):
+    spec = embedder_spec(name)
     with connection.cursor() as cursor:
         cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [spec.index_name])
         row = cursor.fetchone()
@@ -182,6 +183,7 @@ def _short(plan: str) -> str:
     return re.sub(r"'\[[^']*\]'", "'[...]'", plan)
 
 
+@pytest.mark.slow  # thousands of rows and two HNSW index updates: seconds
 @pytest.mark.parametrize(
     "model_name, persons", [("dlib_resnet_v1", 400), ("iresnet50", 600)], ids=["128-d", "512-d"]
 )
@@ -198,7 +200,7 @@ def test_the_1_to_n_query_uses_the_models_hnsw_index(org, other_org, rng, model_
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE faceid_facetemplate")
         cursor.execute("ANALYZE faceid_person")
-    spec = get_embedding_model(model_name)
+    spec = embedder_spec(model_name)
 
     plan = selectors.explain_nearest_templates(org, model_name, unit(rng.standard_normal(spec.dim)))
 

@@ -9,13 +9,17 @@ import torch
 from inference.align import ARCFACE_112, DLIB_150, align_face
 from inference.decode import load_image
 from inference.embedders import (
+    EmbedderSpec,
     UnknownEmbedderError,
+    WeightsUnavailableError,
     available_embedders,
     create_embedder,
+    deployable_embedders,
     embedder_spec,
 )
 from inference.embedders.dlib_resnet import default_weights_path, load_dlib_resnet
-from inference.embedders.iresnet import build_iresnet
+from inference.embedders.iresnet import LAYERS, build_iresnet
+from inference.embedders.spec import WEIGHTS_DIR_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -136,20 +140,25 @@ def test_unknown_embedder_is_a_clear_error():
         embedder_spec("facenet")
 
 
-def test_spec_is_known_without_loading_weights():
-    # In a fresh process: asking for the spec must not parse the 22 MB file or build a network.
+def test_specs_are_read_without_torch_opencv_or_mediapipe():
+    # In a fresh process: what the web process imports (the registry, the variant names, the
+    # threshold maths) must not pull in the worker's libraries, nor parse any weights.
     code = (
-        "from inference import embedders\n"
-        "spec = embedders.embedder_spec('dlib_resnet_v1')\n"
-        "iresnet = embedders.embedder_spec('iresnet50')\n"
-        "assert not embedders._modules, embedders._modules\n"
+        "import sys\n"
+        "import inference.embedders, inference.variants, inference.thresholds\n"
+        "from inference.embedders import embedder_spec, deployable_embedders\n"
+        "spec, iresnet = embedder_spec('dlib_resnet_v1'), embedder_spec('iresnet50')\n"
+        "deployable_embedders()\n"
+        "print(sorted({'torch', 'cv2', 'mediapipe'} & set(sys.modules)))\n"
         "print(spec.dim, spec.input_size, spec.template.name, spec.version,"
         " iresnet.dim, iresnet.input_size)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True
     )
-    assert result.stdout.split() == [
+    loaded, described = result.stdout.splitlines()
+    assert loaded == "[]"
+    assert described.split() == [
         "128",
         "(150,",
         "150)",
@@ -159,6 +168,33 @@ def test_spec_is_known_without_loading_weights():
         "(112,",
         "112)",
     ]
+
+
+def test_only_embedders_with_weights_here_are_deployable(tmp_path, monkeypatch):
+    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path))
+    assert deployable_embedders() == ["dlib_resnet_v1"]  # its weights come with face-recognition-models
+    assert embedder_spec("dlib_resnet_v1").available and not embedder_spec("iresnet50").available
+    (tmp_path / "iresnet50.pth").write_bytes(b"")
+    assert deployable_embedders() == ["dlib_resnet_v1", "iresnet50"]
+
+
+def test_specs_carry_thresholds_weights_licence_and_index():
+    dlib, iresnet = embedder_spec("dlib_resnet_v1"), embedder_spec("iresnet100")
+    assert (dlib.default_threshold_unmasked, dlib.default_threshold_masked) == (0.94, 0.96)
+    assert (iresnet.default_threshold_unmasked, iresnet.default_threshold_masked) == (0.36, 0.30)
+    assert dlib.weights.package == "face_recognition_models" and dlib.weights_path() == default_weights_path()
+    assert iresnet.weights.package is None and iresnet.weights.file == "iresnet100.pth"
+    assert "CC0" in dlib.licence and "non-commercial" in iresnet.licence
+    assert dlib.index_name == "faceid_tpl_hnsw_dlib_resnet_v1"
+    # Every registered iresnet has a network depth, and every depth is registered.
+    assert {name for name in available_embedders() if name.startswith("iresnet")} == set(LAYERS)
+
+
+def test_names_that_are_not_sql_safe_are_refused():
+    spec = embedder_spec("dlib_resnet_v1")
+    fields = {field: getattr(spec, field) for field in EmbedderSpec.__dataclass_fields__}
+    with pytest.raises(ValueError, match="SQL"):
+        EmbedderSpec(**{**fields, "name": "x'; DROP TABLE faceid_facetemplate; --"})
 
 
 def test_spec_describes_the_template():
@@ -197,15 +233,17 @@ def test_iresnet_uses_arcface_torch_key_names():
     assert sum(1 for key in state if key.endswith("conv1.weight") and key.startswith("layer")) == 8
 
 
-def test_iresnet_loads_a_saved_state_dict(tmp_path, detector, portraits_dir: Path):
+def test_iresnet_loads_the_state_dict_put_in_the_weights_directory(
+    tmp_path, monkeypatch, detector, portraits_dir: Path
+):
     torch.manual_seed(0)
     module = build_iresnet("iresnet18").eval()
-    weights = tmp_path / "backbone.pth"
-    torch.save(module.state_dict(), weights)
+    torch.save(module.state_dict(), tmp_path / "iresnet18.pth")
+    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path))
     rgb = load_image(portraits_dir / "img14.jpg")
     crop = align_face(rgb, detector.largest(rgb), ARCFACE_112)
 
-    embedder = create_embedder("iresnet18", weights=weights, device="cpu")
+    embedder = create_embedder("iresnet18", device="cpu")
     vectors = embedder.embed([crop, crop[:, ::-1].copy()], flip=False)
 
     assert vectors.shape == (2, 512)
@@ -231,8 +269,9 @@ def test_iresnet_refuses_mismatched_weights(tmp_path):
         create_embedder("iresnet34", weights=tmp_path / "r18.pth", device="cpu")
 
 
-def test_iresnet_without_weights_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="weights"):
+def test_iresnet_without_weights_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path))
+    with pytest.raises(WeightsUnavailableError, match="iresnet50 weights not found"):
         create_embedder("iresnet50")
     with pytest.raises(FileNotFoundError):
         create_embedder("iresnet50", weights=tmp_path / "missing.pth")

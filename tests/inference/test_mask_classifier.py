@@ -12,7 +12,7 @@ from inference.mask.classifier import (
     get_mask_classifier,
 )
 
-# Photos from the held-out split of `python -m inference.mask.train` (seed 0): never trained on.
+# Photos from the held-out split of `python -m toolkit.mask_training.train` (seed 0): never trained on.
 # Every 50th held-out photo (sorted) that the committed weights call right (with_mask343 stands in
 # for with_mask348, called masked at only 0.58): 7 of 358 masked and 2 of 386 unmasked held-out
 # faces are called wrong (docs/benchmarks/mask_classifier.json).

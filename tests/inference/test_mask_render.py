@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from inference.align import DLIB_150, align_face
-from inference.mask.overlay import face_anchor_points, load_templates, overlay_mask
 from inference.mask.render import KINDS, MaskStyle, mask_polygon, render_synthetic_mask
+from toolkit.overlay import face_anchor_points, load_templates, overlay_mask
 
 # Eye contours (both eyes) of the MediaPipe mesh: a mask must leave them alone.
 RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)

@@ -12,10 +12,9 @@ from importlib.metadata import version
 import pytest
 from PIL import Image
 
+from faceid.contracts import PipelineRequest
 from faceid.task_results import TaskFailed, TaskTimedOut, run_task
-from faceid.tasks import decode_probe, worker_info
-
-pytestmark = pytest.mark.integration
+from faceid.worker.tasks import decode_probe, worker_info
 
 
 def _png_b64(width: int, height: int) -> str:
@@ -52,7 +51,7 @@ def test_garbage_bytes_surface_as_a_clear_input_error_not_a_hang(celery_worker):
     assert time.monotonic() - started < 30
     assert error.input_error is True
     assert error.reason == "not_an_image"
-    assert error.task_name == "faceid.tasks.decode_probe"
+    assert error.task_name == "faceid.worker.tasks.decode_probe"
     assert error.task_id
     assert "not an image" in str(error)
 
@@ -96,3 +95,24 @@ def test_no_consumer_means_a_bounded_wait_then_timed_out(celery_worker):
     elapsed = time.monotonic() - started
     assert caught.value.reason == "wait_timeout"
     assert 1.5 <= elapsed < 10
+
+
+def test_an_unknown_model_is_the_callers_mistake(celery_worker):
+    request = PipelineRequest("probe", (_png_b64(40, 30),), "no_such_model", 0.5)
+    with pytest.raises(TaskFailed) as caught:
+        run_task("faceid.worker.tasks.run_pipeline", request.to_json(), timeout=60)
+    assert caught.value.input_error is True and caught.value.reason == "bad_argument"
+
+
+def test_a_registered_model_without_weights_is_a_fault_of_the_deployment(celery_worker):
+    request = PipelineRequest("probe", (_png_b64(40, 30),), "iresnet50", 0.5)
+    with pytest.raises(TaskFailed) as caught:
+        run_task("faceid.worker.tasks.run_pipeline", request.to_json(), timeout=60)
+    assert caught.value.input_error is False and "weights" in caught.value.message
+
+
+def test_a_request_outside_the_contract_is_refused_by_the_worker(celery_worker):
+    with pytest.raises(TaskFailed) as caught:
+        document = {**PipelineRequest("probe", ("eA==",), "dlib_resnet_v1", 0.5).to_json(), "images_b64": []}
+        run_task("faceid.worker.tasks.run_pipeline", document, timeout=60)
+    assert caught.value.input_error is True and caught.value.reason == "no_image"

@@ -1,0 +1,71 @@
+"""Console policy pages: the organization's matching policy and its calibration."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+
+from faceid import calibration as calib
+from faceid.console.access import console_view, render_page
+from tenants import roles
+from tenants import services as tenant_services
+from tenants.forms import PolicyForm
+from tenants.selectors import policy_for
+
+
+@console_view(roles.MANAGE_ROLES)
+def policy(request: HttpRequest) -> HttpResponse:
+    organization = request.organization
+    current = policy_for(organization)
+    form = PolicyForm(request.POST or None, instance=current)
+    if request.method == "POST" and form.is_valid():
+        changed = {name: form.cleaned_data[name] for name in form.changed_data}
+        try:
+            tenant_services.update_policy(organization=organization, **changed)
+        except ValidationError as exc:
+            form.add_error(None, "; ".join(exc.messages))
+        else:
+            messages.success(request, "Policy saved." if changed else "Nothing changed.")
+            return redirect("console:policy")
+    return render_page(request, "console/policy.html", {"form": form, "policy": current})
+
+
+@console_view(roles.MANAGE_ROLES)
+def calibration(request: HttpRequest) -> HttpResponse:
+    organization = request.organization
+    current = policy_for(organization)
+    result = calib.calibrate(organization, current)
+    if request.method == "POST" and request.POST.get("apply"):
+        changes = {}
+        for dist in result.distributions:
+            if (
+                dist.proposal
+                and dist.proposal.threshold is not None
+                and request.POST.get(f"apply_{dist.name}")
+            ):
+                changes[f"threshold_{dist.name}"] = dist.proposal.threshold
+        if changes:
+            tenant_services.update_policy(organization=organization, **changes)
+            messages.success(request, "Applied: " + ", ".join(f"{k} = {v:.4f}" for k, v in changes.items()))
+        else:
+            messages.info(request, "Nothing applied.")
+        return redirect("console:calibration")
+    started = time.perf_counter()
+    hist = base64.b64encode(calib.histogram_png(result)).decode()
+    roc = base64.b64encode(calib.roc_png(result)).decode()
+    return render_page(
+        request,
+        "console/calibration.html",
+        {
+            "calibration": result,
+            "policy": current,
+            "histogram_png": hist,
+            "roc_png": roc,
+            "plot_ms": round((time.perf_counter() - started) * 1000),
+        },
+    )

@@ -1,0 +1,223 @@
+"""Verify (1:1): is the face in these frames the claimed person?
+
+``prepare_verify`` runs in the web process before the pipeline: it resolves the claim (always
+within the caller's organization), checks the lockout and the images, and returns the pipeline
+request. ``finish_verify`` decides on the pipeline's output: the best frame's best similarity
+against the person's templates of the variant the frame needs, the policy's masked or unmasked
+threshold, and exactly one audit row per call, refusals included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from faceid import selectors
+from faceid.contracts import FrameResult, PipelineFailure, PipelineOutput
+from faceid.flows.common import (
+    Caller,
+    FlowCall,
+    FlowError,
+    ImageInput,
+    PolicySnapshot,
+    PreparedCall,
+    check_images,
+    image_metas,
+    record,
+    refuse,
+)
+from faceid.flows.probes import keep_probe_images, probe_request, refuse_failure, usable_frames
+from faceid.flows.results import ModelRef, PersonRef, VerifyResult, frame_summaries
+from faceid.models import AttemptMode, DecisionChoices, Person
+from tenants.selectors import policy_for
+
+MODE = AttemptMode.VERIFY
+
+
+def prepare_verify(
+    caller: Caller, *, person_ref: str, images: Sequence[ImageInput], started: float | None = None
+) -> PreparedCall:
+    """Resolve the claimed person, the lockout and the images; every refusal here is audited."""
+    organization = caller.organization
+    policy = policy_for(organization)
+    call = FlowCall(kind="verify", caller=caller, policy=PolicySnapshot.of(policy))
+    if started is not None:
+        call.started = started
+    claim = (person_ref or "").strip()
+    call.claim = claim
+
+    def refused(**kwargs) -> FlowError:
+        return refuse(caller, started=call.started, mode=MODE, model_name=policy.embedding_model, **kwargs)
+
+    if not claim:
+        raise refused(
+            decision=DecisionChoices.UNKNOWN_PERSON,
+            status=400,
+            reason="person_required",
+            detail="Give the claimed person (`person`: id or external id).",
+            audit_reason="no claimed person given",
+        )
+    person = selectors.person_by_id_or_external_id(organization, claim, include_erased=True)
+    if person is None:
+        raise refused(
+            decision=DecisionChoices.UNKNOWN_PERSON,
+            status=404,
+            reason="unknown_person",
+            detail="No such person.",
+            audit_reason="no such person in this organization",
+            claimed_external_id=claim,
+        )
+    if person.is_erased or not person.active:
+        state = "erased" if person.is_erased else "inactive"
+        # Erased and inactive people answer like unknown ones: nothing to verify against.
+        raise refused(
+            decision=DecisionChoices.INACTIVE_PERSON,
+            status=404,
+            reason="unknown_person",
+            detail=f"No such person (the person is {state}).",
+            audit_reason=f"person is {state}",
+            claimed_person=person,
+            claimed_external_id=claim,
+        )
+
+    lockout = selectors.lockout_status(organization, person, policy)
+    if lockout.locked:
+        raise refused(
+            decision=DecisionChoices.LOCKED_OUT,
+            status=423,
+            reason="locked_out",
+            detail="Too many failed verifications: this person is locked out for now.",
+            audit_reason=f"locked out until {lockout.locked_until.isoformat()} after "
+            f"{policy.lockout_failures} failed verifications within {policy.lockout_window_seconds} s",
+            claimed_person=person,
+            extra={
+                "locked_until": lockout.locked_until.isoformat(),
+                "retry_after": lockout.retry_after_seconds(),
+            },
+        )
+    try:
+        check_images(images)
+    except FlowError as exc:
+        raise refused(
+            decision=DecisionChoices.BAD_IMAGE,
+            status=exc.status,
+            reason=exc.reason,
+            detail=exc.detail,
+            claimed_person=person,
+            extra=exc.extra,
+        ) from None
+    if not selectors.templates_for_person(organization, person, model_name=policy.embedding_model).exists():
+        raise refused(
+            decision=DecisionChoices.NO_TEMPLATES,
+            status=409,
+            reason="no_templates",
+            detail="This person has no enrolled face for the organization's model.",
+            audit_reason=f"no {policy.embedding_model} templates enrolled",
+            claimed_person=person,
+        )
+    call.person_id = person.pk
+    call.images = image_metas(images, keep=policy.keep_images)
+    return PreparedCall(call, probe_request(call.policy, images))
+
+
+def finish_verify(
+    call: FlowCall, output: PipelineOutput | None = None, failure: PipelineFailure | None = None
+) -> VerifyResult:
+    """The decision on the pipeline's output (or its failure). Refusals raise an audited FlowError."""
+    organization = call.caller.organization
+    policy = call.policy
+    person = Person.objects.filter(organization=organization, pk=call.person_id).first()
+    if failure is not None or output is None:
+        raise refuse_failure(call, failure or _NO_OUTPUT, claimed_person=person)
+    usable = usable_frames(call, output, claimed_person=person)
+
+    best = None  # (similarity, frame index, frame)
+    # The person can only vanish between prepare and finish through a concurrent erasure.
+    if person is not None and not person.is_erased:
+        best = _best_frame(organization, person, policy.embedding_model, usable)
+    common = {
+        "started": call.started,
+        "mode": MODE,
+        "model_name": policy.embedding_model,
+        "model_version": output.model_version,
+        "claimed_person": person,
+    }
+    if best is None:
+        frame = usable[0][1]
+        masked = bool(frame.masked)
+        raise refuse(
+            call.caller,
+            **common,
+            decision=DecisionChoices.NO_TEMPLATES,
+            status=409,
+            reason="no_templates",
+            detail="No enrolled template to compare this probe with.",
+            audit_reason=f"no template of the variant this probe needs (masked: {masked})",
+            masked=masked,
+            mask_probability=frame.mask_probability,
+            extra={"masked": masked},
+        )
+
+    similarity, index, frame = best
+    masked = bool(frame.masked)
+    threshold = policy.threshold_for(masked=masked)
+    match = similarity >= threshold
+    reason = f"similarity {similarity:.4f} {'>=' if match else '<'} threshold {threshold:.4f}"
+    locked_out = None
+    if match:
+        decision = DecisionChoices.ACCEPT
+    else:
+        decision = DecisionChoices.REJECT
+        lockout = selectors.lockout_status(organization, person, policy_for(organization))
+        if lockout.failures_in_window + 1 >= policy.lockout_failures:
+            reason += (
+                f"; lockout triggered ({policy.lockout_failures} failed verifications within the window)"
+            )
+            locked_out = True
+    attempt = record(
+        call.caller,
+        **common,
+        decision=decision,
+        similarity=similarity,
+        threshold=threshold,
+        matched_person=person if match else None,
+        masked=masked,
+        mask_probability=frame.mask_probability,
+        reason=reason,
+    )
+    keep_probe_images(call, attempt)
+    return VerifyResult(
+        match=match,
+        similarity=round(similarity, 6),
+        threshold=threshold,
+        masked=masked,
+        mask_probability=frame.mask_probability,
+        attempt_id=attempt.pk,
+        latency_ms=attempt.latency_ms,
+        pipeline_ms=output.pipeline_ms,
+        decision=decision,
+        person=PersonRef(person.pk, person.external_id),
+        frame=index,
+        frames=frame_summaries(output),
+        quality=frame.quality_score,
+        model=ModelRef(policy.embedding_model, output.model_version),
+        locked_out=locked_out,
+    )
+
+
+def _best_frame(
+    organization, person: Person, model_name: str, usable: list[tuple[int, FrameResult]]
+) -> tuple[float, int, FrameResult] | None:
+    """The most similar (similarity, frame index, frame) over every vector of every usable frame,
+    each compared with the person's templates of that vector's variant; None without templates."""
+    best = None
+    for index, frame in usable:
+        for variant, vector in frame.vectors():
+            match = selectors.best_match_for_person(
+                organization, person, model_name, vector, variants=[variant]
+            )
+            if match is not None and (best is None or match.similarity > best[0]):
+                best = (match.similarity, index, frame)
+    return best
+
+
+_NO_OUTPUT = PipelineFailure("failed", "error", "no pipeline output")

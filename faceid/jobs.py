@@ -1,0 +1,153 @@
+"""Asynchronous calls (``?async=true``): 202 with a job URL, polled at GET /api/v1/jobs/{id}/.
+
+The job record lives in the Django cache (Redis) for FACEID_JOB_TTL_SECONDS. Submitting chains
+the pipeline task (queue `inference`) with ``finish_job`` (queue `default`, see CELERY_TASK_ROUTES),
+which finishes the flow exactly like a synchronous call and stores its answer in the record. A
+pipeline error reaches finish_job through the error callback ``job_pipeline_failed``.
+``complete_job`` takes a lock so that a redelivered message, or the poller declaring an abandoned
+job timed out, never audits twice.
+
+Status: ``pending`` (queued), ``running`` (the pipeline or the finishing step has started),
+``done`` (answered 2xx) or ``failed`` (answered 4xx/5xx). ``http_status`` is the status the
+synchronous call would have had; the record keeps the flow's typed result as JSON (``outcome``)
+for the API to render with the same serializers as the synchronous answer, or the refusal's body.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from celery import chain, current_app, shared_task
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.result import AsyncResult
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from faceid.contracts import ContractError, PipelineFailure, PipelineOutput
+from faceid.flows.common import Caller, FlowCall, FlowError, PreparedCall
+from faceid.flows.runner import PIPELINE_TASK, finish
+from faceid.task_results import TaskInputError
+
+logger = logging.getLogger(__name__)
+
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+
+
+def _ttl() -> int:
+    return int(settings.FACEID_JOB_TTL_SECONDS)
+
+
+def _deadline_seconds() -> float:
+    """After this long without an answer the poller declares the job timed out (and audits it)."""
+    return float(getattr(settings, "FACEID_JOB_DEADLINE_SECONDS", settings.CELERY_TASK_TIME_LIMIT * 3 + 60))
+
+
+def _key(job_id: str) -> str:
+    return f"job:{job_id}"
+
+
+def _save(record: dict[str, Any]) -> None:
+    cache.set(_key(record["id"]), record, timeout=_ttl())
+
+
+def submit_job(prepared: PreparedCall) -> dict[str, Any]:
+    """Queue the call and return the new job record (status pending)."""
+    call = prepared.call
+    job_id = uuid.uuid4().hex
+    pipeline_task_id = str(uuid.uuid4())
+    record = {
+        "id": job_id,
+        "kind": call.kind,
+        "status": PENDING,
+        "organization_id": call.caller.organization.pk,
+        "created_at": timezone.now().isoformat(),
+        "finished_at": None,
+        "http_status": None,
+        "outcome": None,
+        "refusal": None,
+        "pipeline_task_id": pipeline_task_id,
+        "call": call.to_json(),
+    }
+    _save(record)
+    pipeline = current_app.signature(
+        PIPELINE_TASK,
+        args=[prepared.request.to_json()],
+        task_id=pipeline_task_id,
+        link_error=job_pipeline_failed.s(job_id),
+    )
+    chain(pipeline, finish_job.s(job_id)).apply_async()
+    return record
+
+
+def complete_job(
+    job_id: str, *, pipeline_output: dict | None = None, failure: PipelineFailure | None = None
+) -> dict[str, Any]:
+    """Finish the job once: decide, audit, store the answer. Returns the record."""
+    record = cache.get(_key(job_id))
+    if record is None:
+        logger.warning("job %s expired before it could be finished", job_id)
+        return {"id": job_id, "status": FAILED}
+    if not cache.add(f"{_key(job_id)}:lock", 1, timeout=_ttl()):
+        return record  # finished (or being finished) elsewhere
+    call = FlowCall.from_json(record["call"])
+    try:
+        output = PipelineOutput.from_json(pipeline_output) if failure is None else None
+    except ContractError as exc:
+        output, failure = None, PipelineFailure("failed", exc.reason, exc.message)
+    try:
+        result = finish(call, output, failure)
+    except FlowError as exc:
+        record.update(http_status=exc.status, refusal=exc.body)
+    else:
+        record.update(http_status=result.status, outcome=result.to_json())
+    record.update(
+        status=DONE if record["http_status"] < 400 else FAILED, finished_at=timezone.now().isoformat()
+    )
+    _save(record)
+    return record
+
+
+def get_job(caller: Caller, job_id: str) -> dict[str, Any] | None:
+    """The job if it belongs to the caller's organization, with its live status; None otherwise."""
+    try:
+        job_id = uuid.UUID(str(job_id)).hex
+    except ValueError:
+        return None
+    record = cache.get(_key(job_id))
+    if record is None or record.get("organization_id") != caller.organization.pk:
+        return None
+    if record["status"] in (PENDING, RUNNING):
+        state = AsyncResult(record["pipeline_task_id"]).state
+        record["status"] = PENDING if state in ("PENDING", "RECEIVED") else RUNNING
+        if time.time() - record["call"]["started"] > _deadline_seconds():
+            # Nobody answered (worker gone, message lost): audit the time-out once and report it.
+            AsyncResult(record["pipeline_task_id"]).revoke()
+            message = f"no result within {_deadline_seconds():g} s"
+            return complete_job(job_id, failure=PipelineFailure("timeout", "wait_timeout", message))
+    return record
+
+
+@shared_task(bind=True, name="faceid.jobs.finish_job", acks_late=True)
+def finish_job(self, pipeline_output: dict | None, job_id: str, failure: dict | None = None) -> str:
+    """Second half of an asynchronous call, on the `default` queue: the pipeline task's output
+    (through the chain) or its failure (through job_pipeline_failed) -> the flow's answer, stored
+    in the job record. Runs at most once per job even when redelivered. Returns the job status."""
+    parsed = PipelineFailure.from_json(failure) if failure is not None else None
+    return complete_job(job_id, pipeline_output=pipeline_output, failure=parsed)["status"]
+
+
+@shared_task(name="faceid.jobs.job_pipeline_failed")
+def job_pipeline_failed(request: Any, exc: BaseException, traceback: Any, job_id: str) -> None:
+    """Error callback of an async job's pipeline task (called in the failing worker): hand the
+    failure to finish_job on the `default` queue, which audits it and marks the job failed."""
+    if isinstance(exc, TaskInputError):
+        failure = PipelineFailure("input", exc.reason, exc.message)
+    elif isinstance(exc, SoftTimeLimitExceeded | TimeLimitExceeded):
+        failure = PipelineFailure("timeout", "time_limit", "stopped by the worker's time limit")
+    else:
+        failure = PipelineFailure("failed", "error", f"{type(exc).__name__}: {exc}")
+    finish_job.apply_async(args=[None, job_id], kwargs={"failure": failure.to_json()})

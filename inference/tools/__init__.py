@@ -1,1 +1,0 @@
-"""Offline tools that produce constants and weights committed in the product."""
