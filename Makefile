@@ -53,8 +53,11 @@ chromium:
 	@$(PYTHON) scripts/chromium.py --install
 
 # Tests need a SECRET_KEY (DEBUG is off in tests); a throwaway one unless the environment has one.
+# A cache key prefix of the run's own: rate-limit and login counters of an earlier run on the same
+# Redis never leak into this one.
 test: dev-deps chromium
 	SECRET_KEY="$${SECRET_KEY:-insecure-test-only-key}" \
+	CACHE_KEY_PREFIX="$${CACHE_KEY_PREFIX:-faceid-test-$$$$}" \
 	  $(PY) scripts/localstack.py exec --database faceid -- $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: dev-deps
@@ -73,4 +76,4 @@ docker-config:
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
-	@echo "kept var/ (local database, Redis data, secrets); remove it by hand to start afresh"
+	@echo "kept var/ (local database, secrets); remove it by hand to start afresh"

@@ -1,10 +1,20 @@
+from typing import Any
+
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
+from faceid import services
 from faceid.audit import attempts_csv_response
+from faceid.events import Action, Actor, record_event
 from faceid.models import FaceTemplate, Person, StoredImage, VerificationAttempt
+from tenants.models import Organization
+
+
+def admin_actor(request: HttpRequest) -> Actor:
+    """The staff user acting in the Django admin, as the audit log names them."""
+    return Actor(user=request.user, client_ip=request.META.get("REMOTE_ADDR"))
 
 
 class _ReadOnlyAdmin(admin.ModelAdmin):
@@ -49,6 +59,22 @@ class PersonAdmin(admin.ModelAdmin):
         # Persons are erased (faceid.services.erase_person, console or API), not deleted: audit rows
         # refer to them.
         return False
+
+    def save_model(self, request: HttpRequest, obj: Person, form: Any, change: bool) -> None:
+        # Through the services, so that an external-id change or a (de)activation made here is
+        # audited with the staff user like anywhere else.
+        if not change:
+            super().save_model(request, obj, form, change)  # creating a person is not audited
+            return
+        stored = Person.objects.get(pk=obj.pk)
+        services.update_person(
+            stored.organization,
+            stored,
+            external_id=obj.external_id,
+            display_name=obj.display_name,
+            active=obj.active,
+            actor=admin_actor(request),
+        )
 
 
 @admin.register(FaceTemplate)
@@ -147,4 +173,14 @@ class VerificationAttemptAdmin(_ReadOnlyAdmin):
         self, request: HttpRequest, queryset: QuerySet[VerificationAttempt]
     ) -> StreamingHttpResponse:
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-        return attempts_csv_response(queryset.order_by("organization_id", "seq"), f"attempts-{stamp}.csv")
+        # One csv_export event per organization whose rows leave, in that organization's chain.
+        ids = list(queryset.values_list("pk", flat=True))
+        for organization in Organization.objects.filter(attempts__pk__in=ids).distinct():
+            record_event(
+                organization,
+                action=Action.CSV_EXPORT,
+                actor=admin_actor(request),
+                details={"via": "admin", "rows": queryset.filter(organization=organization).count()},
+            )
+        rows = VerificationAttempt.objects.filter(pk__in=ids).order_by("organization_id", "seq")
+        return attempts_csv_response(rows, f"attempts-{stamp}.csv")

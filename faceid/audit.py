@@ -1,31 +1,46 @@
-"""The audit log's hash chain: canonical serialisation, appending, verification; and its columns and
-CSV export (one list of columns, one streaming export for the API, the console and the Django admin).
+"""The audit log's chain: canonical serialisation, keyed hashing, appending, verification; and its
+columns and CSV export (one list of columns, one streaming export for the API, the console and the
+Django admin).
 
-Each VerificationAttempt carries ``row_hash = SHA-256(canonical(row))`` where the canonical form
-includes ``prev_hash``, the row_hash of the previous row of the same organization (by ``seq``).
-Altering, inserting or deleting a row in the middle of the chain therefore breaks a link that
-``verify_chain`` reports. Removing rows at the *end* of the chain leaves a shorter valid chain: to
-detect that, record ``ChainReport.head_hash`` somewhere the database cannot rewrite (the
-``verify_audit_chain`` command prints it).
+Each VerificationAttempt (verify/identify rows and event rows alike, one sequence per organization)
+carries ``row_hash``, computed over a canonical form that includes ``prev_hash``, the row_hash of the
+previous row of the same organization (by ``seq``). Altering, inserting or deleting a row in the
+middle of the chain breaks a link that ``verify_chain`` reports.
 
-Canonical form (version 1), stable across Python/PostgreSQL versions:
-  JSON, keys sorted, no whitespace, ASCII only, of {"v": 1, "fields": {...}} with every field of
-  HASHED_FIELDS; None -> null, bool -> true/false, int -> number, str -> string, float -> the string
-  repr() gives (shortest round-trip form), datetime -> "YYYY-MM-DDTHH:MM:SS.ffffffZ" in UTC,
+Versions (the row's ``hash_version``, itself hashed from version 2 on):
+  1: SHA-256 of the version-1 canonical form (HASHED_FIELDS_V1). Rows written before the keyed chain;
+     anyone with write access to the table could recompute them.
+  2: HMAC-SHA256, under a key derived from settings.AUDIT_HMAC_KEY, of the version-2 canonical form
+     (HASHED_FIELDS: version 1's fields plus action, details, hash_version). The key lives in the
+     application's environment, never in the database, so a database role alone cannot forge a row.
+  A chain's versions never decrease: a version-1 row after a version-2 row is reported as a break
+  (otherwise a forger would write SHA-256 rows).
+Removing rows at the *end* of a chain leaves a shorter valid chain; faceid.audit_heads publishes the
+heads outside the database and checks the table against them.
+
+Canonical form, stable across Python/PostgreSQL versions:
+  JSON, keys sorted, no whitespace, ASCII only, of {"v": <version>, "fields": {...}} with every field
+  of the version's list; None -> null, bool -> true/false, int -> number, str -> string, float -> the
+  string repr() gives (shortest round-trip form), datetime -> "YYYY-MM-DDTHH:MM:SS.ffffffZ" in UTC,
   IP address -> "<version>:<packed bytes in hex>" (textual IPv6 forms differ between libraries).
+  ``details`` is stored as canonical JSON text (faceid.events) and hashed as that string.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import ipaddress
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
@@ -38,12 +53,14 @@ GENESIS_HASH = "0" * 64
 # The database trigger refusing UPDATE/DELETE/TRUNCATE (migration 0003).
 AUDIT_TABLE = VerificationAttempt._meta.db_table
 AUDIT_TRIGGER = "faceid_attempt_append_only"
-HASH_VERSION = 1
+# The version new rows are written with; older versions still verify (see above).
+HASH_VERSION = 2
+KNOWN_HASH_VERSIONS = frozenset({1, 2})
 # Rows fetched per database round trip when walking the whole log (chain check, CSV export).
 CHUNK_ROWS = 2000
 
-# Every column except the surrogate id and row_hash itself. A test checks this covers the model.
-HASHED_FIELDS: tuple[str, ...] = (
+# Version 1: every column of the original table except the surrogate id and row_hash itself.
+HASHED_FIELDS_V1: tuple[str, ...] = (
     "organization_id",
     "seq",
     "api_key_id",
@@ -65,6 +82,39 @@ HASHED_FIELDS: tuple[str, ...] = (
     "created_at",
     "prev_hash",
 )
+# Version 2 (current): every column except id and row_hash. A test checks this covers the model.
+HASHED_FIELDS: tuple[str, ...] = (*HASHED_FIELDS_V1, "action", "details", "hash_version")
+_FIELDS_BY_VERSION = {1: HASHED_FIELDS_V1, 2: HASHED_FIELDS}
+
+
+def _master_key() -> bytes:
+    key = getattr(settings, "AUDIT_HMAC_KEY", "") or ""
+    if not key:
+        raise ImproperlyConfigured("AUDIT_HMAC_KEY is not set: the audit chain cannot be keyed")
+    return key.encode("utf-8")
+
+
+def derived_key(purpose: str) -> bytes:
+    """A key for one purpose (rows, published heads) derived from AUDIT_HMAC_KEY, so a value signed
+    for one purpose is never valid for the other."""
+    return hmac.new(_master_key(), f"faceid-audit:{purpose}".encode("ascii"), hashlib.sha256).digest()
+
+
+def clean_text(value: Any, limit: int) -> str:
+    """Text as the audit columns take it: PostgreSQL text cannot hold NUL; clients control some of it."""
+    return ("" if value is None else str(value)).replace("\x00", "")[:limit]
+
+
+def clean_client_ip(value: str | None) -> str | None:
+    """A valid IP address, or None: a malformed forwarded header must not lose the audit row."""
+    if not value:
+        return None
+    try:
+        ip = ipaddress.ip_address(str(value).split("%", 1)[0].strip())
+    except ValueError:
+        return None
+    return str(ip)
+
 
 # pg_advisory_xact_lock key: a fixed namespace in the high 32 bits, the organization id below, so
 # appends of one organization serialise while organizations do not wait on each other.
@@ -93,14 +143,21 @@ def _canonical_value(name: str, value: Any) -> Any:
     raise TypeError(f"{name}: cannot canonicalise {type(value).__name__}")
 
 
-def canonical_bytes(attempt: VerificationAttempt) -> bytes:
-    fields = {name: _canonical_value(name, getattr(attempt, name)) for name in HASHED_FIELDS}
-    document = {"v": HASH_VERSION, "fields": fields}
+def canonical_bytes(attempt: VerificationAttempt, version: int | None = None) -> bytes:
+    version = attempt.hash_version if version is None else version
+    if version not in _FIELDS_BY_VERSION:
+        raise ValueError(f"unknown audit hash version {version!r}")
+    fields = {name: _canonical_value(name, getattr(attempt, name)) for name in _FIELDS_BY_VERSION[version]}
+    document = {"v": version, "fields": fields}
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
 def compute_row_hash(attempt: VerificationAttempt) -> str:
-    return hashlib.sha256(canonical_bytes(attempt)).hexdigest()
+    """The row's hash under its own hash_version (SHA-256 for 1, HMAC-SHA256 for 2)."""
+    data = canonical_bytes(attempt)
+    if attempt.hash_version == 1:
+        return hashlib.sha256(data).hexdigest()
+    return hmac.new(derived_key("rows"), data, hashlib.sha256).hexdigest()
 
 
 def append_attempt(attempt: VerificationAttempt) -> VerificationAttempt:
@@ -125,6 +182,7 @@ def append_attempt(attempt: VerificationAttempt) -> VerificationAttempt:
         attempt.prev_hash = last["row_hash"] if last else GENESIS_HASH
         # Taken under the lock so created_at follows seq within an organization.
         attempt.created_at = timezone.now()
+        attempt.hash_version = HASH_VERSION
         attempt.row_hash = compute_row_hash(attempt)
         attempt.save(_append=True)
     return attempt
@@ -155,6 +213,7 @@ def verify_chain(organization: Organization, *, chunk_size: int = CHUNK_ROWS) ->
     """Walk the organization's chain in seq order and report the first broken link."""
     expected_seq = 1
     prev_hash = GENESIS_HASH
+    version = 1
     checked = 0
     rows = VerificationAttempt.objects.filter(organization=organization).order_by("seq")
     for row in rows.iterator(chunk_size=chunk_size):
@@ -165,7 +224,14 @@ def verify_chain(organization: Organization, *, chunk_size: int = CHUNK_ROWS) ->
             reason = (
                 "prev_hash does not match the previous row's hash (a row before it was altered or removed)"
             )
-        elif compute_row_hash(row) != row.row_hash:
+        elif row.hash_version not in KNOWN_HASH_VERSIONS:
+            reason = f"unknown hash version {row.hash_version} (the row was altered)"
+        elif row.hash_version < version:
+            reason = (
+                f"hash version {row.hash_version} after version {version}: a keyed row cannot be followed "
+                "by an unkeyed one (the row was forged or altered)"
+            )
+        elif not hmac.compare_digest(compute_row_hash(row), row.row_hash):
             reason = "row contents do not match its row_hash (the row was altered)"
         if reason:
             return ChainReport(
@@ -174,6 +240,7 @@ def verify_chain(organization: Organization, *, chunk_size: int = CHUNK_ROWS) ->
         checked += 1
         expected_seq += 1
         prev_hash = row.row_hash
+        version = row.hash_version
     return ChainReport(
         ok=True,
         checked=checked,
@@ -191,6 +258,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "created_at",
     "mode",
     "decision",
+    "action",
+    "details",
     "reason",
     "claimed_external_id",
     "claimed_person_id",
@@ -224,13 +293,28 @@ def column_value(attempt: VerificationAttempt, column: str) -> Any:
     return label(attempt) if label is not None else getattr(attempt, column)
 
 
-def _csv_cell(value: Any) -> Any:
+# A formula trigger at the start of the text or after a character a spreadsheet may split cells on
+# (its locale's separator may be ';' or a tab, not ','), past any spaces or quotes.
+_FORMULA_AFTER_SEPARATOR = re.compile(r'(^|[,;\t\r\n])([ "]*)([=+\-@])')
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell that no spreadsheet evaluates: external ids, reasons and details come
+    from clients. A ' goes before every formula trigger (= + - @) that starts the text or follows a
+    separator-like character (, ; tab CR LF, then spaces or quotes), and before a leading tab or CR;
+    the writer quotes every cell (csv.QUOTE_ALL). The JSON API returns the values unchanged."""
     if isinstance(value, datetime):
         return value.isoformat()
-    # External ids and reasons come from clients: keep spreadsheets from evaluating them as formulas.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
+    if not isinstance(value, str):
+        return value
+    if value[:1] in ("\t", "\r"):
+        value = "'" + value
+    return _FORMULA_AFTER_SEPARATOR.sub(r"\1\2'\3", value)
+
+
+def csv_writer(out: Any) -> Any:
+    """The one CSV dialect of the exports: comma-separated, every cell quoted, embedded quotes doubled."""
+    return csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
 
 
 def attempt_csv_rows(attempts: Iterable[VerificationAttempt]) -> Iterator[list[Any]]:
@@ -238,7 +322,7 @@ def attempt_csv_rows(attempts: Iterable[VerificationAttempt]) -> Iterator[list[A
     "matched_person") to avoid a query per row."""
     yield list(CSV_COLUMNS)
     for attempt in attempts:
-        yield [_csv_cell(column_value(attempt, column)) for column in CSV_COLUMNS]
+        yield [csv_cell(column_value(attempt, column)) for column in CSV_COLUMNS]
 
 
 class _Echo:
@@ -248,7 +332,7 @@ class _Echo:
 
 def attempts_csv_response(attempts: QuerySet[VerificationAttempt], filename: str) -> StreamingHttpResponse:
     """The attempts as a CSV download, streamed line by line (the log can be large)."""
-    writer = csv.writer(_Echo())
+    writer = csv_writer(_Echo())
     rows = attempts.select_related("api_key", "user", "matched_person").iterator(chunk_size=CHUNK_ROWS)
     response = StreamingHttpResponse(
         (writer.writerow(row) for row in attempt_csv_rows(rows)), content_type="text/csv; charset=utf-8"

@@ -11,6 +11,12 @@ The proposed threshold for a target false-accept rate is the lowest one on a 0.0
 measured FAR does not exceed the target (`inference.thresholds.threshold_for_far`, the one
 implementation the evaluation tooling uses too). A FAR below 1/(number of impostor pairs) cannot be
 measured: the proposal then sits just above the highest impostor score and says so (``resolved`` false).
+
+A proposal may be applied only when the impostor sample can support the target (``applicable``): at
+least 3/target_far impostor pairs (the rule of three: with no false accept among n independent pairs
+the FAR is below 3/n at 95% confidence, so fewer pairs cannot show that the target is met even when
+none passes), and a threshold at or above the model's floor. The console refuses any other
+proposal when asked to apply it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from tenants.models import Organization, OrganizationPolicy
 MAX_PERSONS = 2000
 # Pairs beyond this are subsampled (uniformly, fixed seed) for the distributions.
 MAX_PAIRS = 5_000_000
+# Impostor pairs needed per 1/target_far before a proposal may be applied (the rule of three).
+RULE_OF_THREE = 3
 
 
 @dataclass
@@ -38,6 +46,13 @@ class Proposal:
     tar: float | None  # measured TAR (1 - FRR) at the proposed threshold
     resolved: bool  # False when the target FAR is below what the impostor pairs can measure
     note: str = ""
+    # Why the proposal must not be applied ("" when it may be): too few impostor pairs to support
+    # the target FAR, or a threshold below the model's floor.
+    refusal: str = ""
+
+    @property
+    def applicable(self) -> bool:
+        return self.threshold is not None and not self.refusal
 
 
 @dataclass
@@ -108,9 +123,18 @@ def pair_scores(
     return np.concatenate(genuine), np.concatenate(impostor)
 
 
-def propose(genuine: np.ndarray, impostor: np.ndarray, target_far: float) -> Proposal:
+def impostor_pairs_needed(target_far: float) -> int:
+    """Impostor pairs a calibration needs before its proposal for ``target_far`` may be applied."""
+    return int(np.ceil(RULE_OF_THREE / target_far - 1e-9))
+
+
+def propose(
+    genuine: np.ndarray, impostor: np.ndarray, target_far: float, *, floor: float | None = None
+) -> Proposal:
     if impostor.size == 0:
-        return Proposal(None, None, None, False, "No impostor pairs: enroll at least two persons.")
+        return Proposal(
+            None, None, None, False, "No impostor pairs: enroll at least two persons.", "no impostor pairs"
+        )
     threshold = threshold_for_far(impostor, target_far)
     resolved = far_is_measurable(impostor.size, target_far)
     note = ""
@@ -123,12 +147,23 @@ def propose(genuine: np.ndarray, impostor: np.ndarray, target_far: float) -> Pro
         )
     if genuine.size == 0:
         note = (note + " " if note else "") + "No genuine pairs: enroll at least two photos of some persons."
+    threshold = round(threshold, 4)
+    refusals = []
+    needed = impostor_pairs_needed(target_far)
+    if impostor.size < needed:
+        refusals.append(
+            f"{impostor.size} impostor pairs cannot support a FAR of {target_far:g}: at least {needed} "
+            f"are needed ({RULE_OF_THREE}/target FAR)"
+        )
+    if floor is not None and threshold < floor:
+        refusals.append(f"{threshold:.4f} is below the model's floor {floor:g}")
     return Proposal(
-        round(threshold, 4),
+        threshold,
         far_at(impostor, threshold),
         tar_at(genuine, threshold) if genuine.size else None,
         resolved,
         note,
+        "; ".join(refusals),
     )
 
 
@@ -147,9 +182,9 @@ def _load(organization: Organization, model_name: str, variant: str):
 def calibrate(organization: Organization, policy: OrganizationPolicy) -> Calibration:
     """Score distributions, current operating points and proposed thresholds for the policy's model."""
     result = Calibration(model_name=policy.embedding_model, target_far=policy.target_far)
-    for name, variant, current in (
-        ("unmasked", VARIANT_FULL, policy.threshold_unmasked),
-        ("masked", MASK_STRATEGIES[policy.mask_strategy], policy.threshold_masked),
+    for name, variant, current, masked in (
+        ("unmasked", VARIANT_FULL, policy.threshold_unmasked, False),
+        ("masked", MASK_STRATEGIES[policy.mask_strategy], policy.threshold_masked, True),
     ):
         persons, sources, vectors = _load(organization, policy.embedding_model, variant)
         genuine, impostor = pair_scores(persons, sources, vectors)
@@ -163,7 +198,9 @@ def calibrate(organization: Organization, policy: OrganizationPolicy) -> Calibra
             current_threshold=current,
         )
         if impostor.size:
-            dist.proposal = propose(genuine, impostor, policy.target_far)
+            dist.proposal = propose(
+                genuine, impostor, policy.target_far, floor=policy.floor_for(masked=masked)
+            )
             dist.current_far = far_at(impostor, current)
         if genuine.size:
             dist.current_tar = tar_at(genuine, current)

@@ -7,13 +7,14 @@ its filter form) and turns them into the keyword arguments of ``selectors.attemp
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
 
 from faceid import selectors
-from faceid.models import AttemptMode, DecisionChoices
+from faceid.models import AttemptMode, AuditAction, DecisionChoices
 from tenants.models import Organization
 from tenants.selectors import api_key_by_id, api_keys_for
 
@@ -22,6 +23,7 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 # Matches no attempt: a key that is not the organization's must not widen the query to every key.
 NO_SUCH_KEY = -1
 _WHEN = "use an ISO 8601 date or date-time"
+ATTEMPT_MODES = [AttemptMode.VERIFY, AttemptMode.IDENTIFY]
 
 
 class DecisionsField(forms.Field):
@@ -67,8 +69,20 @@ class YesNoField(forms.NullBooleanField):
         return None
 
 
+class _UTCDateTimeField(forms.DateTimeField):
+    """ISO 8601 allows offsets PostgreSQL cannot store (beyond +/-15:59, a 500 when queried): the time
+    is converted to UTC first, and one that cannot be (past year 9999) is invalid."""
+
+    def to_python(self, value: Any) -> datetime | None:
+        result = super().to_python(value)
+        try:
+            return result.astimezone(UTC) if result is not None else None
+        except (OverflowError, ValueError):
+            raise ValidationError(self.error_messages["invalid"], code="invalid") from None
+
+
 def _when(label: str, help_text: str) -> forms.DateTimeField:
-    return forms.DateTimeField(
+    return _UTCDateTimeField(
         required=False,
         label=label,
         help_text=help_text,
@@ -84,7 +98,7 @@ class AuditFilterForm(forms.Form):
         required=False,
         max_length=128,
         label="Person",
-        help_text="Claimed or matched person: external id or id.",
+        help_text="Claimed or matched person: external id, or id:<n> for the id.",
     )
     decision = DecisionsField(
         required=False,
@@ -95,6 +109,13 @@ class AuditFilterForm(forms.Form):
         required=False,
         choices=[("", "any"), *AttemptMode.choices],
         error_messages={"invalid_choice": " or ".join(AttemptMode.values)},
+    )
+    action = forms.ChoiceField(
+        required=False,
+        choices=[("", "any"), *AuditAction.choices],
+        label="Event",
+        help_text="Events only: this action (implies mode=event).",
+        error_messages={"invalid_choice": "unknown action: %(value)s"},
     )
     masked = YesNoField(required=False, yes="masked", no="unmasked")
     key = forms.CharField(
@@ -107,8 +128,14 @@ class AuditFilterForm(forms.Form):
         kwargs: dict[str, Any] = {"since": data["since"], "until": data["until"], "masked": data["masked"]}
         if data["decision"]:
             kwargs["decision"] = data["decision"]
+        if data["action"]:
+            kwargs["action"] = data["action"]
         if data["mode"]:
             kwargs["mode"] = data["mode"]
+        else:
+            # Without a mode the log lists what it always listed, the verify/identify attempts;
+            # events (mode=event, or an action) are asked for.
+            kwargs["mode"] = [AttemptMode.EVENT] if data["action"] else ATTEMPT_MODES
         if data["person"]:
             person = selectors.person_by_id_or_external_id(organization, data["person"], include_erased=True)
             if person is not None:

@@ -1,6 +1,8 @@
 """Asynchronous calls (``?async=true``): 202 with a job URL, polled at GET /api/v1/jobs/{id}/.
 
-The job record lives in the Django cache (Redis) for FACEID_JOB_TTL_SECONDS. Submitting chains
+The job record lives in the Django cache (Redis, ``faceid.job_records``) for at most
+FACEID_JOB_TTL_SECONDS, holds no raw image, and is deleted once a poll has read the finished
+answer (and when its person is erased). Submitting chains
 the pipeline task (queue `inference`) with ``finish_job`` (queue `default`, see CELERY_TASK_ROUTES),
 which finishes the flow exactly like a synchronous call and stores its answer in the record. A
 pipeline error reaches finish_job through the error callback ``job_pipeline_failed``.
@@ -11,6 +13,11 @@ Status: ``pending`` (queued), ``running`` (the pipeline or the finishing step ha
 ``done`` (answered 2xx) or ``failed`` (answered 4xx/5xx). ``http_status`` is the status the
 synchronous call would have had; the record keeps the flow's typed result as JSON (``outcome``)
 for the API to render with the same serializers as the synchronous answer, or the refusal's body.
+The pipeline task's result (its output, with embeddings) is deleted from the result backend as
+soon as the job is finished.
+
+``purge_expired_images`` (Celery beat, see CELERY_BEAT_SCHEDULE) deletes kept images past their
+retention.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
+from faceid import job_records, services
 from faceid.contracts import ContractError, PipelineFailure, PipelineOutput
 from faceid.flows.common import Caller, FlowCall, FlowError, PreparedCall
 from faceid.flows.runner import PIPELINE_TASK, finish
@@ -37,25 +45,18 @@ logger = logging.getLogger(__name__)
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 
 
-def _ttl() -> int:
-    return int(settings.FACEID_JOB_TTL_SECONDS)
-
-
 def _deadline_seconds() -> float:
     """After this long without an answer the poller declares the job timed out (and audits it)."""
     return float(getattr(settings, "FACEID_JOB_DEADLINE_SECONDS", settings.CELERY_TASK_TIME_LIMIT * 3 + 60))
 
 
-def _key(job_id: str) -> str:
-    return f"job:{job_id}"
+_key = job_records.record_key
+_save = job_records.save
 
 
-def _save(record: dict[str, Any]) -> None:
-    cache.set(_key(record["id"]), record, timeout=_ttl())
-
-
-def submit_job(prepared: PreparedCall) -> dict[str, Any]:
-    """Queue the call and return the new job record (status pending)."""
+def submit_job(prepared: PreparedCall, *, slot: str | None = None) -> dict[str, Any]:
+    """Queue the call and return the new job record (status pending). ``slot``: the organization's
+    in-flight slot (faceid.api.throttling.acquire_slot) the job holds until it is finished."""
     call = prepared.call
     job_id = uuid.uuid4().hex
     pipeline_task_id = str(uuid.uuid4())
@@ -70,9 +71,11 @@ def submit_job(prepared: PreparedCall) -> dict[str, Any]:
         "outcome": None,
         "refusal": None,
         "pipeline_task_id": pipeline_task_id,
-        "call": call.to_json(),
+        "slot": slot,
+        "call": job_records.split_kept_images(job_id, call.to_json()),
     }
     _save(record)
+    job_records.index_for_person(call.caller.organization.pk, call.person_id, job_id)
     pipeline = current_app.signature(
         PIPELINE_TASK,
         args=[prepared.request.to_json()],
@@ -87,27 +90,52 @@ def complete_job(
     job_id: str, *, pipeline_output: dict | None = None, failure: PipelineFailure | None = None
 ) -> dict[str, Any]:
     """Finish the job once: decide, audit, store the answer. Returns the record."""
-    record = cache.get(_key(job_id))
+    record = job_records.load(job_id)
     if record is None:
-        logger.warning("job %s expired before it could be finished", job_id)
+        logger.warning("job %s expired (or its person was erased) before it could be finished", job_id)
         return {"id": job_id, "status": FAILED}
-    if not cache.add(f"{_key(job_id)}:lock", 1, timeout=_ttl()):
+    if not cache.add(job_records.lock_key(job_id), 1, timeout=job_records.ttl()):
         return record  # finished (or being finished) elsewhere
-    call = FlowCall.from_json(record["call"])
     try:
-        output = PipelineOutput.from_json(pipeline_output) if failure is None else None
-    except ContractError as exc:
-        output, failure = None, PipelineFailure("failed", exc.reason, exc.message)
-    try:
+        call = FlowCall.from_json(job_records.join_kept_images(job_id, record["call"]))
+        try:
+            output = PipelineOutput.from_json(pipeline_output) if failure is None else None
+        except ContractError as exc:
+            output, failure = None, PipelineFailure("failed", exc.reason, exc.message)
         result = finish(call, output, failure)
     except FlowError as exc:
         record.update(http_status=exc.status, refusal=exc.body)
+    except Exception:
+        # The lock is held: no other delivery will finish this job. Answer it as failed (and free
+        # its slot) rather than leave the poller waiting for a deadline; the cause is in the log.
+        logger.exception("job %s could not be finished", job_id)
+        record.update(
+            http_status=503,
+            refusal={
+                "reason": "job_failed",
+                "detail": f"The job could not be finished (reference {job_id}).",
+            },
+            status=FAILED,
+            finished_at=timezone.now().isoformat(),
+        )
+        if record.get("slot"):
+            cache.delete(record["slot"])
+        _save(record)
+        raise
     else:
         record.update(http_status=result.status, outcome=result.to_json())
     record.update(
         status=DONE if record["http_status"] < 400 else FAILED, finished_at=timezone.now().isoformat()
     )
+    if record.get("slot"):
+        cache.delete(record["slot"])  # the organization's in-flight slot (faceid.api.throttling)
+    if job_records.load(job_id) is None:
+        return record  # the person was erased meanwhile: the answer is not stored again
     _save(record)
+    for match in (record["outcome"] or {}).get("matches") or ():
+        job_records.index_for_person(call.caller.organization.pk, match.get("person"), job_id)
+    job_records.drop_kept_images(job_id)
+    job_records.forget_result(record["pipeline_task_id"])
     return record
 
 
@@ -117,9 +145,13 @@ def get_job(caller: Caller, job_id: str) -> dict[str, Any] | None:
         job_id = uuid.UUID(str(job_id)).hex
     except ValueError:
         return None
-    record = cache.get(_key(job_id))
+    record = job_records.load(job_id)
     if record is None or record.get("organization_id") != caller.organization.pk:
         return None
+    if record["status"] in (DONE, FAILED):
+        # Consumed: the answer is handed over once and not kept (it names a person, maybe a match).
+        job_records.delete(record)
+        return record
     if record["status"] in (PENDING, RUNNING):
         state = AsyncResult(record["pipeline_task_id"]).state
         record["status"] = PENDING if state in ("PENDING", "RECEIVED") else RUNNING
@@ -127,11 +159,14 @@ def get_job(caller: Caller, job_id: str) -> dict[str, Any] | None:
             # Nobody answered (worker gone, message lost): audit the time-out once and report it.
             AsyncResult(record["pipeline_task_id"]).revoke()
             message = f"no result within {_deadline_seconds():g} s"
-            return complete_job(job_id, failure=PipelineFailure("timeout", "wait_timeout", message))
+            finished = complete_job(job_id, failure=PipelineFailure("timeout", "wait_timeout", message))
+            if finished.get("status") in (DONE, FAILED):
+                job_records.delete(finished)
+            return finished
     return record
 
 
-@shared_task(bind=True, name="faceid.jobs.finish_job", acks_late=True)
+@shared_task(bind=True, name="faceid.jobs.finish_job", acks_late=True, ignore_result=True)
 def finish_job(self, pipeline_output: dict | None, job_id: str, failure: dict | None = None) -> str:
     """Second half of an asynchronous call, on the `default` queue: the pipeline task's output
     (through the chain) or its failure (through job_pipeline_failed) -> the flow's answer, stored
@@ -140,7 +175,7 @@ def finish_job(self, pipeline_output: dict | None, job_id: str, failure: dict | 
     return complete_job(job_id, pipeline_output=pipeline_output, failure=parsed)["status"]
 
 
-@shared_task(name="faceid.jobs.job_pipeline_failed")
+@shared_task(name="faceid.jobs.job_pipeline_failed", ignore_result=True)
 def job_pipeline_failed(request: Any, exc: BaseException, traceback: Any, job_id: str) -> None:
     """Error callback of an async job's pipeline task (called in the failing worker): hand the
     failure to finish_job on the `default` queue, which audits it and marks the job failed."""
@@ -149,5 +184,17 @@ def job_pipeline_failed(request: Any, exc: BaseException, traceback: Any, job_id
     elif isinstance(exc, SoftTimeLimitExceeded | TimeLimitExceeded):
         failure = PipelineFailure("timeout", "time_limit", "stopped by the worker's time limit")
     else:
-        failure = PipelineFailure("failed", "error", f"{type(exc).__name__}: {exc}")
+        # The exception text can name files and hosts: logs only; the client gets the task id.
+        task_id = getattr(request, "id", None)
+        logger.error("pipeline task %s of job %s failed: %s: %s", task_id, job_id, type(exc).__name__, exc)
+        failure = PipelineFailure("failed", "error", f"internal error, reference {task_id}")
     finish_job.apply_async(args=[None, job_id], kwargs={"failure": failure.to_json()})
+
+
+@shared_task(name="faceid.jobs.purge_expired_images", ignore_result=True)
+def purge_expired_images() -> int:
+    """Celery beat's housekeeping (every PURGE_IMAGES_INTERVAL_SECONDS): delete kept raw images past
+    their organization's retention. The same as `manage.py purge_expired_images`."""
+    count = services.purge_expired_images()
+    logger.info("purged %d expired kept images", count)
+    return count

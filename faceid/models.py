@@ -136,6 +136,26 @@ FAILURE_DECISIONS = frozenset({DecisionChoices.REJECT})
 class AttemptMode(models.TextChoices):
     VERIFY = "verify", "Verify (1:1)"
     IDENTIFY = "identify", "Identify (1:N)"
+    # A security-relevant action (faceid.events.record_event): no decision, an action and details.
+    EVENT = "event", "Event (security-relevant action)"
+
+
+class AuditAction(models.TextChoices):
+    """What an event row records; faceid.events.Action is this class (defined here for the model)."""
+
+    ENROLL = "enroll", "Enrollment"
+    ENROLL_OVERRIDE = "enroll_override", "Enrollment: face-match override by an admin"
+    TEMPLATE_DELETE = "template_delete", "Templates deleted"
+    PERSON_ERASE = "person_erase", "Person erased"
+    EXTERNAL_ID_CHANGE = "external_id_change", "External id changed"
+    PERSON_DEACTIVATE = "person_deactivate", "Person deactivated"
+    PERSON_ACTIVATE = "person_activate", "Person activated"
+    POLICY_CHANGE = "policy_change", "Policy changed"
+    API_KEY_CREATE = "api_key_create", "API key created"
+    API_KEY_REVOKE = "api_key_revoke", "API key revoked"
+    LOGIN = "login", "Login"
+    LOGIN_FAILED = "login_failed", "Failed login"
+    CSV_EXPORT = "csv_export", "Audit log exported as CSV"
 
 
 class AuditLogIsAppendOnly(Exception):
@@ -162,7 +182,8 @@ class VerificationAttemptQuerySet(models.QuerySet):
 
 
 class VerificationAttempt(models.Model):
-    """The audit log: one row per verify/identify call, append-only and hash-chained per organization.
+    """The audit log: one row per verify/identify call and per security-relevant event (mode
+    "event", faceid.events), append-only and chained per organization in one sequence.
 
     No biometric data here (no embeddings, no images): erasing a person leaves these rows intact.
     Every foreign key is PROTECT because the database refuses UPDATE/DELETE on this table (a
@@ -202,7 +223,14 @@ class VerificationAttempt(models.Model):
     model_version = models.CharField(max_length=64, blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
+    # Events only (mode "event"): what happened, and its details as canonical JSON text (sorted keys,
+    # ASCII), kept as text so the hashed bytes are exactly the stored ones (jsonb would re-encode).
+    action = models.CharField(max_length=32, blank=True, default="", choices=AuditAction.choices)
+    details = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(editable=False)
+    # How row_hash is computed (faceid.audit): 1 = SHA-256 (rows written before the HMAC chain),
+    # 2 = HMAC-SHA256 under AUDIT_HMAC_KEY. Never decreases along a chain.
+    hash_version = models.PositiveSmallIntegerField(default=1, editable=False)
     prev_hash = models.CharField(max_length=64, editable=False)
     row_hash = models.CharField(max_length=64, unique=True, editable=False)
 
@@ -216,7 +244,14 @@ class VerificationAttempt(models.Model):
                 condition=Q(mode__in=AttemptMode.values), name="faceid_attempt_mode_valid"
             ),
             models.CheckConstraint(
-                condition=Q(decision__in=DecisionChoices.values), name="faceid_attempt_decision_valid"
+                condition=Q(decision__in=DecisionChoices.values) | Q(mode=AttemptMode.EVENT, decision=""),
+                name="faceid_attempt_decision_valid",
+            ),
+            # An event names its action; a verify/identify row has none.
+            models.CheckConstraint(
+                condition=(Q(mode=AttemptMode.EVENT) & Q(action__in=AuditAction.values))
+                | (~Q(mode=AttemptMode.EVENT) & Q(action="", details="")),
+                name="faceid_attempt_event_action",
             ),
         ]
         indexes = [
@@ -279,3 +314,77 @@ class StoredImage(models.Model):
 
     def __str__(self) -> str:
         return f"image {self.pk} ({self.purpose})"
+
+
+class LockoutState(models.TextChoices):
+    PENDING = "pending", "Reserved: the call is in the pipeline"
+    FAILED = "failed", "Compared and did not match"
+    PASSED = "passed", "Compared and matched (resets the count)"
+    VOID = "void", "Refused before any comparison"
+
+
+class LockoutSubject(models.TextChoices):
+    # Verify counts per claimed person (every caller shares the budget), identify per caller.
+    PERSON = "person", "A claimed person (verify)"
+    CALLER = "caller", "An API key or console user (identify)"
+
+
+class LockoutEntry(models.Model):
+    """The lockout ledger: one row per verify/identify call that may compare faces.
+
+    The row is reserved (pending, with the number of frames the call may compare) under an advisory
+    lock when the call is prepared, and settled when it is decided (faceid.lockout). Failures are
+    counted in compared frames, not calls. No biometric data; not part of the audit log (which
+    stays append-only): this table is working state, rows older than the lockout horizon are
+    irrelevant and may be deleted.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    subject = models.CharField(max_length=8, choices=LockoutSubject.choices)
+    # Set for a person subject; a composite foreign key (person_id, organization_id) pins it to
+    # the organization (migration 0004).
+    person = models.ForeignKey(
+        Person, null=True, blank=True, on_delete=models.CASCADE, related_name="lockout_entries"
+    )
+    # "key:<id>" or "user:<id>": who called (always set; the identify budget is keyed on it).
+    caller_key = models.CharField(max_length=64)
+    mode = models.CharField(max_length=16, choices=AttemptMode.choices)
+    state = models.CharField(max_length=8, choices=LockoutState.choices, default=LockoutState.PENDING)
+    # Pending: frames reserved (the most this call may compare); settled: frames actually compared.
+    comparisons = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # An unsettled reservation counts as a failure of all its reserved frames from this moment.
+    expires_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=LockoutState.values), name="faceid_lockout_state_valid"
+            ),
+            models.CheckConstraint(
+                condition=(Q(subject=LockoutSubject.PERSON) & Q(person__isnull=False))
+                | Q(subject=LockoutSubject.CALLER),
+                name="faceid_lockout_person_subject_has_person",
+            ),
+            models.CheckConstraint(
+                condition=Q(state=LockoutState.PENDING) | Q(decided_at__isnull=False),
+                name="faceid_lockout_settled_has_time",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["organization", "person", "created_at"],
+                name="faceid_lock_org_person",
+                condition=Q(subject="person"),
+            ),
+            models.Index(
+                fields=["organization", "caller_key", "created_at"],
+                name="faceid_lock_org_caller",
+                condition=Q(subject="caller"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"lockout entry {self.pk} {self.subject} {self.state} x{self.comparisons}"

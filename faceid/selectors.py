@@ -5,22 +5,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
-from django.db.models import Count, F, Max, Q, QuerySet, Value
+from django.db.models import Count, F, Q, QuerySet, Value
 from django.db.models.functions import Cast
-from django.utils import timezone
 from pgvector import Vector
 from pgvector.django import CosineDistance, VectorField
 
+from faceid import lockout
+from faceid.lockout import LockoutStatus
 from faceid.models import (
-    FAILURE_DECISIONS,
-    AttemptMode,
-    DecisionChoices,
     FaceTemplate,
     Person,
     StoredImage,
@@ -62,23 +60,39 @@ def persons_for(
     return qs.order_by("external_id", "id")
 
 
+ID_PREFIX = "id:"
+
+
 def person_by_id_or_external_id(
     organization: Organization, ident: str | int | None, *, include_erased: bool = False
 ) -> Person | None:
-    """The person whose external_id is ``ident``, else whose id is ``ident``; None if neither.
+    """The person a claim names; None if nobody. The one rule for the API, the console and the
+    audit filter:
 
-    external_id wins because that is what kiosks send; a live person wins over erased tombstones
-    that carried the same external_id.
+    * ``id:<n>`` is the person's id, and only that (an int is the same);
+    * anything else is an external id; a live person wins over erased tombstones that carried it;
+    * a bare number that is nobody's external id, live or erased, is still taken as an id (what
+      clients sent before ``id:`` existed).
+
+    So an external id that looks like a number always names the person who carries it, and a
+    person created later with external id "123" can never take over claims meant for id 123 that
+    are written ``id:123``.
     """
     if ident is None:
         return None
+    qs = persons_for(organization, include_erased=include_erased)
+    if isinstance(ident, int) and not isinstance(ident, bool):
+        return qs.filter(pk=ident).first()
     ident = str(ident).strip()
     if not ident:
         return None
-    qs = persons_for(organization, include_erased=include_erased)
+    if ident.startswith(ID_PREFIX):
+        number = ident[len(ID_PREFIX) :].strip()
+        return qs.filter(pk=int(number)).first() if _DIGITS.match(number) else None
     person = qs.filter(external_id=ident).order_by(F("erased_at").desc(nulls_first=True), "-id").first()
     if person is None and _DIGITS.match(ident):
-        person = qs.filter(pk=int(ident)).first()
+        carried = persons_for(organization, include_erased=True).filter(external_id=ident).exists()
+        person = None if carried else qs.filter(pk=int(ident)).first()
     return person
 
 
@@ -306,12 +320,14 @@ def attempts_for(
     person: Person | None = None,
     external_id: str | None = None,
     decision: str | Iterable[str] | None = None,
-    mode: str | None = None,
+    mode: str | Iterable[str] | None = None,
     masked: bool | None = None,
     api_key: ApiKey | int | None = None,
     user: AbstractBaseUser | None = None,
+    action: str | None = None,
 ) -> QuerySet[VerificationAttempt]:
-    """The organization's audit rows, newest first. ``person`` matches claimed or matched person."""
+    """The organization's audit rows (attempts and events), newest first. ``person`` matches claimed
+    or matched person; ``mode`` one mode or several; ``action`` an event's action."""
     qs = VerificationAttempt.objects.filter(organization=organization).select_related(
         "api_key", "user", "claimed_person", "matched_person"
     )
@@ -330,7 +346,9 @@ def attempts_for(
             else qs.filter(decision__in=list(decision))
         )
     if mode:
-        qs = qs.filter(mode=mode)
+        qs = qs.filter(mode=mode) if isinstance(mode, str) else qs.filter(mode__in=list(mode))
+    if action:
+        qs = qs.filter(action=action)
     if masked is not None:
         qs = qs.filter(masked=masked)
     if api_key is not None:
@@ -349,40 +367,16 @@ def attempt_by_id(organization: Organization, attempt_id: int | str) -> Verifica
 
 
 # --- lockout -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LockoutStatus:
-    locked: bool
-    failures_in_window: int
-    locked_until: datetime | None
-
-    def retry_after_seconds(self, now: datetime | None = None) -> int:
-        if not self.locked or self.locked_until is None:
-            return 0
-        return max(0, int((self.locked_until - (now or timezone.now())).total_seconds()) + 1)
-
-
-def _failures_since(
-    organization: Organization, person: Person, since: datetime
-) -> QuerySet[VerificationAttempt]:
-    """Failed 1:1 verifications of ``person`` after ``since`` and after their last accepted one
-    (a success resets the count)."""
-    base = VerificationAttempt.objects.filter(
-        organization=organization, claimed_person=person, mode=AttemptMode.VERIFY, created_at__gte=since
-    )
-    last_accept = base.filter(decision=DecisionChoices.ACCEPT).aggregate(at=Max("created_at"))["at"]
-    failures = base.filter(decision__in=FAILURE_DECISIONS)
-    if last_accept is not None:
-        failures = failures.filter(created_at__gt=last_accept)
-    return failures
+# The ledger and its rules live in faceid.lockout; these are the reads the console and the API use.
 
 
 def failed_attempts_in_window(
     organization: Organization, person: Person, *, window_seconds: int, now: datetime | None = None
 ) -> int:
-    now = now or timezone.now()
-    return _failures_since(organization, person, now - timedelta(seconds=window_seconds)).count()
+    """Frames of ``person`` counted as failed verifications within the last ``window_seconds``."""
+    policy = policy_for(organization)
+    window = _WindowPolicy(policy.lockout_failures, window_seconds, policy.lockout_seconds)
+    return lockout.status(organization, _person_subject(person), window, now=now).failures_in_window
 
 
 def lockout_status(
@@ -392,30 +386,32 @@ def lockout_status(
     *,
     now: datetime | None = None,
 ) -> LockoutStatus:
-    """Is ``person`` locked out? Locked from the moment ``lockout_failures`` failures fall within
-    ``lockout_window_seconds`` until ``lockout_seconds`` after the last of them. Attempts refused
-    while locked are recorded as locked_out, which does not count, so the lock is not extended by
-    an attacker hammering it."""
+    """Is ``person`` locked out (verify, shared by every caller)? See faceid.lockout."""
     policy = policy or policy_for(organization)
-    now = now or timezone.now()
-    window = timedelta(seconds=policy.lockout_window_seconds)
-    duration = timedelta(seconds=policy.lockout_seconds)
-    times = list(
-        _failures_since(organization, person, now - window - duration)
-        .filter(created_at__lte=now)
-        .order_by("created_at")
-        .values_list("created_at", flat=True)
-    )
-    n = policy.lockout_failures
-    locked_until: datetime | None = None
-    for i in range(n - 1, len(times)):
-        if times[i] - times[i - n + 1] <= window:
-            locked_until = times[i] + duration
-    in_window = sum(1 for t in times if t > now - window)
-    locked = locked_until is not None and now < locked_until
-    return LockoutStatus(
-        locked=locked, failures_in_window=in_window, locked_until=locked_until if locked else None
-    )
+    return lockout.status(organization, _person_subject(person), policy, now=now)
+
+
+def caller_lockout_status(
+    organization: Organization,
+    caller_key: str,
+    policy: OrganizationPolicy | None = None,
+    *,
+    now: datetime | None = None,
+) -> LockoutStatus:
+    """Is this caller (``faceid.lockout.caller_key``) locked out of identify?"""
+    policy = policy or policy_for(organization)
+    return lockout.status(organization, lockout.Subject.caller(caller_key), policy, now=now)
+
+
+def _person_subject(person: Person) -> lockout.Subject:
+    return lockout.Subject.person(person, caller_key="")
+
+
+@dataclass(frozen=True)
+class _WindowPolicy:
+    lockout_failures: int
+    lockout_window_seconds: int
+    lockout_seconds: int
 
 
 # --- kept images -------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ ValidationError.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import math
 import re
 from collections.abc import Sequence
@@ -25,7 +24,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from faceid.audit import append_attempt
+from faceid.audit import append_attempt, clean_client_ip, clean_text
+from faceid.events import Action, Actor, record_event
 from faceid.models import (
     AttemptMode,
     DecisionChoices,
@@ -111,10 +111,13 @@ def update_person(
     external_id: str | None = None,
     display_name: str | None = None,
     active: bool | None = None,
+    actor: Actor | None = None,
 ) -> Person:
+    """Change a person; an external-id change and an (de)activation are audited with the actor."""
     ensure_same_organization(organization.id, person)
     if person.is_erased:
         raise ValidationError("an erased person cannot be changed")
+    old_external_id, was_active = person.external_id, person.active
     if external_id is not None:
         external_id = _clean_external_id(external_id)
         if external_id != person.external_id:
@@ -124,33 +127,68 @@ def update_person(
         person.display_name = display_name.strip()
     if active is not None:
         person.active = active
-    return _save_person(person, update_fields=["external_id", "display_name", "active", "updated_at"])
+    # The change and its audit rows commit together: no change without its trace.
+    with transaction.atomic():
+        _save_person(person, update_fields=["external_id", "display_name", "active", "updated_at"])
+        if person.external_id != old_external_id:
+            record_event(
+                organization,
+                action=Action.EXTERNAL_ID_CHANGE,
+                actor=actor,
+                person=person,
+                details={"old": old_external_id, "new": person.external_id},
+            )
+        if person.active != was_active:
+            _record_activation(organization, person, actor)
+    return person
 
 
-def deactivate_person(organization: Organization, person: Person) -> Person:
+def _record_activation(organization: Organization, person: Person, actor: Actor | None) -> None:
+    action = Action.PERSON_ACTIVATE if person.active else Action.PERSON_DEACTIVATE
+    record_event(organization, action=action, actor=actor, person=person)
+
+
+@transaction.atomic
+def deactivate_person(organization: Organization, person: Person, *, actor: Actor | None = None) -> Person:
     ensure_same_organization(organization.id, person)
     if person.active:
         person.active = False
         person.save(update_fields=["active", "updated_at"])
+        _record_activation(organization, person, actor)
     return person
 
 
 @transaction.atomic
-def erase_person(organization: Organization, person: Person) -> Person:
+def erase_person(organization: Organization, person: Person, *, actor: Actor | None = None) -> Person:
     """Delete the person's biometric data (templates, kept images) and personal details.
 
     The row stays as a tombstone (external_id kept, display name blanked, inactive, erased_at set)
-    so that audit rows, which hold no biometric data, still resolve and stay untouched.
+    so that audit rows, which hold no biometric data, still resolve and stay untouched. The erasure
+    is audited (person_erase, with how many templates and images went) in the same transaction.
     """
     ensure_same_organization(organization.id, person)
     # Lock the row so an enrollment running concurrently cannot add templates after the delete.
     locked = Person.objects.select_for_update().get(pk=person.pk, organization=organization)
-    FaceTemplate.objects.filter(organization=organization, person=locked).delete()
-    _delete_images(
+    templates, _ = FaceTemplate.objects.filter(organization=organization, person=locked).delete()
+    images = _delete_images(
         StoredImage.objects.filter(organization=organization).filter(
             Q(person=locked) | Q(attempt__claimed_person=locked) | Q(attempt__matched_person=locked)
         )
     )
+    record_event(
+        organization,
+        action=Action.PERSON_ERASE,
+        actor=actor,
+        person=locked,
+        details={
+            "templates_deleted": templates,
+            "images_deleted": images,
+            "already_erased": locked.is_erased,
+        },
+    )
+    from faceid import job_records  # async job records of this person (cache), once committed
+
+    transaction.on_commit(lambda: job_records.forget_person(organization.pk, locked.pk))
     locked.display_name = ""
     locked.active = False
     if locked.erased_at is None:
@@ -245,22 +283,37 @@ def store_templates(
     return stored
 
 
-def delete_templates(organization: Organization, person: Person, *, model_name: str | None = None) -> int:
-    """Remove a person's templates (all, or one model's), e.g. before a fresh enrollment."""
+@transaction.atomic
+def delete_templates(
+    organization: Organization,
+    person: Person,
+    *,
+    model_name: str | None = None,
+    actor: Actor | None = None,
+) -> int:
+    """Remove a person's templates (all, or one model's), e.g. before a fresh enrollment; audited
+    (template_delete, with the model and the count) whenever a template goes."""
     ensure_same_organization(organization.id, person)
     qs = FaceTemplate.objects.filter(organization=organization, person=person)
     if model_name is not None:
         qs = qs.filter(model_name=model_name)
+    sources = sorted(set(qs.values_list("source_sha256", flat=True)))
     deleted, _ = qs.delete()
+    if deleted:
+        record_event(
+            organization,
+            action=Action.TEMPLATE_DELETE,
+            actor=actor,
+            person=person,
+            details={"model_name": model_name, "deleted": deleted, "photos": sources},
+        )
     return deleted
 
 
 # --- audit log ---------------------------------------------------------------------------------------
 
 
-def _text(value: Any, limit: int) -> str:
-    # PostgreSQL text cannot hold NUL; clients control some of these strings.
-    return ("" if value is None else str(value)).replace("\x00", "")[:limit]
+_text = clean_text
 
 
 def _finite_or_none(value: Any) -> float | None:
@@ -270,14 +323,7 @@ def _finite_or_none(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _client_ip(value: str | None) -> str | None:
-    if not value:
-        return None
-    try:
-        ip = ipaddress.ip_address(str(value).split("%", 1)[0].strip())
-    except ValueError:
-        return None  # a malformed forwarded header must not lose the audit row
-    return str(ip)
+_client_ip = clean_client_ip
 
 
 def record_attempt(

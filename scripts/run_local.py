@@ -3,8 +3,10 @@ management command against that same local stack.
 
 Starts (unless DATABASE_URL / REDIS_URL name servers) an embedded PostgreSQL with pgvector and an
 embedded Redis, keeping their data under ./var; migrates; creates the demo organization, its admin
-and an API key once (printed at every start); then runs a Celery worker and the web server on
-http://127.0.0.1:8000 until SIGINT/SIGTERM/SIGHUP, and stops everything it started, in order.
+and an API key once (printed at every start); then runs a Celery worker, Celery beat (the
+housekeeping schedule of settings.CELERY_BEAT_SCHEDULE: expired kept images, audit heads) and
+the web server on http://127.0.0.1:8000 until SIGINT/SIGTERM/SIGHUP, and stops everything it
+started, in order.
 
 Environment: WEB_HOST (127.0.0.1), WEB_PORT (8000), WORKER_CONCURRENCY (1), plus the app's own
 (DATABASE_URL, REDIS_URL, SECRET_KEY, DEBUG, ...). SECRET_KEY defaults to one generated into
@@ -190,13 +192,17 @@ def local_env(urls: dict[str, str]) -> dict[str, str]:
         **urls,
         "DEBUG": os.environ.get("DEBUG", "true"),
         "SECRET_KEY": os.environ.get("SECRET_KEY") or _read_or_create_secret(VAR / "secret_key", 48),
+        "AUDIT_HMAC_KEY": os.environ.get("AUDIT_HMAC_KEY")
+        or _read_or_create_secret(VAR / "audit_hmac_key", 48),
+        "AUDIT_HEAD_DIR": os.environ.get("AUDIT_HEAD_DIR") or str(VAR / "audit-heads"),
         "PYTHONUNBUFFERED": "1",
     }
 
 
 def local_services(*, reuse_redis: bool = False) -> contextlib.AbstractContextManager[dict[str, str]]:
+    # Redis holds task messages, results and job records (images, embeddings): never on disk.
     return services(
-        database=DATABASE, redis_dir=VAR / "redis", persistent_redis=True, reuse_redis=reuse_redis
+        database=DATABASE, redis_dir=VAR / "redis", persistent_redis=False, reuse_redis=reuse_redis
     )
 
 
@@ -230,6 +236,11 @@ def serve(
         ],
         env,
     )
+    processes["celery beat"] = start(
+        "celery beat",
+        [celery, "-A", "config", "beat", "-s", str(VAR / "celerybeat-schedule"), "--loglevel", "INFO"],
+        env,
+    )
     processes["web server"] = start(
         "web server", [PY, str(REPO / "manage.py"), "runserver", f"{host}:{port}"], env
     )
@@ -243,7 +254,7 @@ def serve(
         f"    API        schema {base}/api/schema/   docs {base}/api/docs/\n"
         f"    admin      user {demo['username']}   password {demo['password']}   (local superuser)\n"
         f"    API key    {demo['api_key']}   (organization {DEMO_SLUG!r}, scopes {DEMO_SCOPES})\n"
-        f"    worker     {worker_name} (queues inference,default)\n"
+        f"    worker     {worker_name} (queues inference,default), celery beat\n"
         f"    database   {database}\n"
         f"    redis      {redis}\n"
         "  Ctrl-C stops everything.\n",
@@ -276,6 +287,8 @@ def main() -> int:
                 # Stop taking requests, then finish running tasks; leaving `services` stops the stores.
                 if "web server" in processes:
                     stop("web server", processes["web server"], grace=10)
+                if "celery beat" in processes:
+                    stop("celery beat", processes["celery beat"], grace=10)
                 if "celery worker" in processes:
                     stop("celery worker", processes["celery worker"], grace=30)
     except Stop as signal_name:

@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from faceid.events import Actor
 from tenants import services
 from tenants.forms import PolicyForm
 from tenants.models import ApiKey, Membership, Organization, OrganizationPolicy
@@ -36,6 +37,25 @@ class OrganizationAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Organization | None = None) -> bool:
         # Organizations are deactivated, not deleted: their audit log must survive.
         return False
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not OrganizationPolicy:
+            super().save_formset(request, form, formset, change)
+            return
+        # The policy goes through the service, like the console's: its change is audited with the
+        # admin user as actor (the form has already checked the values against the same rules).
+        actor = Actor(user=request.user, client_ip=request.META.get("REMOTE_ADDR"))
+        # What the admin's change message reads from a saved formset.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        for policy_form in formset.forms:
+            changed = {
+                name: policy_form.cleaned_data[name]
+                for name in policy_form.changed_data
+                if name in services.POLICY_FIELDS
+            }
+            if changed:
+                policy = services.update_policy(form.instance, actor=actor, **changed)
+                formset.changed_objects.append((policy, list(changed)))
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
@@ -74,7 +94,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
         count = 0
         for api_key in queryset.select_related("organization"):
             if api_key.revoked_at is None:
-                services.revoke_api_key(api_key.organization, api_key)
+                actor = Actor(user=request.user, client_ip=request.META.get("REMOTE_ADDR"))
+                services.revoke_api_key(api_key.organization, api_key, actor=actor)
                 count += 1
         self.message_user(request, f"Revoked {count} API keys.", messages.SUCCESS)
 

@@ -41,3 +41,14 @@ class PolicyForm(forms.ModelForm):
             # A select, not a choice field: which value is allowed (deployable, or unchanged) is
             # decided once, in OrganizationPolicy.clean(), for the form and the services alike.
             field.widget = forms.Select(choices=embedding_model_choices(self.instance.embedding_model))
+        models = [name for name, _ in embedding_model_choices(self.instance.embedding_model)]
+        for kind, masked in (("unmasked", False), ("masked", True)):
+            threshold = self.fields.get(f"threshold_{kind}")
+            if threshold is not None:
+                threshold.help_text = f"{threshold.help_text} {floors_text(models, masked=masked)}"
+
+
+def floors_text(models: list[str], *, masked: bool) -> str:
+    """The floors below which the policy refuses a threshold, per model on offer."""
+    floors = ", ".join(f"{name} {embedder_spec(name).floor_for(masked=masked):g}" for name in models)
+    return f"Lowest allowed (floor, per model): {floors}."

@@ -15,7 +15,13 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from inference.embedders import DEFAULT_EMBEDDER, UnknownEmbedderError, deployable_embedders, embedder_spec
+from inference.embedders import (
+    DEFAULT_EMBEDDER,
+    UnknownEmbedderError,
+    available_embedders,
+    deployable_embedders,
+    embedder_spec,
+)
 from inference.variants import DEFAULT_MASK_THRESHOLD, STRATEGY_CUTOUT, STRATEGY_SYNTHETIC, is_masked
 
 # ---------------------------------------------------------------------------------------------
@@ -31,6 +37,9 @@ DEFAULT_IMAGE_RETENTION_DAYS = 30
 DEFAULT_REQUIRE_UNMASKED_ENROLLMENT = True
 DEFAULT_THRESHOLD_UNMASKED = embedder_spec(DEFAULT_EMBEDDER).default_threshold_unmasked
 DEFAULT_THRESHOLD_MASKED = embedder_spec(DEFAULT_EMBEDDER).default_threshold_masked
+# A rejected verify answers without its similarity unless the organization opts in: the score of
+# a reject tells whoever holds a probe how close it came, a signal to climb towards a match with.
+DEFAULT_REVEAL_SCORES_ON_REJECT = False
 # ---------------------------------------------------------------------------------------------
 
 
@@ -129,6 +138,18 @@ class ApiKey(models.Model):
         return self.is_active and scope in self.scopes
 
 
+def _thresholds_above_floors() -> Q:
+    condition = Q()
+    for name in available_embedders():
+        spec = embedder_spec(name)
+        condition |= Q(
+            embedding_model=name,
+            threshold_unmasked__gte=spec.floor_threshold_unmasked,
+            threshold_masked__gte=spec.floor_threshold_masked,
+        )
+    return condition
+
+
 class OrganizationPolicy(models.Model):
     """How an organization wants matching, lockout and image retention done. One per organization."""
 
@@ -184,11 +205,21 @@ class OrganizationPolicy(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(3650)],
         help_text="Kept images are purged this many days after capture.",
     )
+    reveal_scores_on_reject = models.BooleanField(
+        default=DEFAULT_REVEAL_SCORES_ON_REJECT,
+        help_text="Answer a rejected verify with its similarity (off by default: the score of a "
+        "reject shows an attacker how close a probe came). The audit log keeps it either way.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name_plural = "organization policies"
         constraints = [
+            # The floors of the registry, one branch per model (a floor changed or a model added
+            # there needs a migration: tests/foundation/test_policy.py checks none is missing).
+            models.CheckConstraint(
+                condition=_thresholds_above_floors(), name="tenants_policy_thresholds_floor"
+            ),
             models.CheckConstraint(
                 condition=Q(threshold_unmasked__gte=-1, threshold_unmasked__lte=1)
                 & Q(threshold_masked__gte=-1, threshold_masked__lte=1),
@@ -219,17 +250,44 @@ class OrganizationPolicy(models.Model):
             reset = self._reset_thresholds_on_model_switch()
             if reset and update_fields is not None:
                 kwargs["update_fields"] = {*update_fields, *reset}
+        # Held here too, not only in clean(): a save that skips full_clean() gets a clear
+        # ValidationError before the database's check constraint would refuse it.
+        self._check_floors()
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
-        """A policy may keep the model it has; it may switch only to a deployable one."""
-        if self.embedding_model == self._stored_matching()[0]:
-            return
-        deployable = deployable_embedders()
-        if self.embedding_model not in deployable:
-            raise ValidationError(
-                {"embedding_model": _not_deployable_message(self.embedding_model, deployable)}
-            )
+        """A policy may keep the model it has; it may switch only to a deployable one. Its
+        thresholds may not go below the model's floors."""
+        if self.embedding_model != self._stored_matching()[0]:
+            deployable = deployable_embedders()
+            if self.embedding_model not in deployable:
+                raise ValidationError(
+                    {"embedding_model": _not_deployable_message(self.embedding_model, deployable)}
+                )
+            # The floors apply to the thresholds the switch leaves (save() would reset them too;
+            # a threshold that equals the new default is not reset twice).
+            self._reset_thresholds_on_model_switch()
+        self._check_floors()
+
+    def floor_for(self, *, masked: bool) -> float | None:
+        """The lowest threshold this policy's model allows (None for a model the registry lacks)."""
+        try:
+            return embedder_spec(self.embedding_model).floor_for(masked=masked)
+        except UnknownEmbedderError:
+            return None
+
+    def _check_floors(self) -> None:
+        errors = {}
+        for kind, masked in (("unmasked", False), ("masked", True)):
+            value = getattr(self, f"threshold_{kind}")
+            floor = self.floor_for(masked=masked)
+            if floor is not None and value is not None and value < floor:
+                errors[f"threshold_{kind}"] = (
+                    f"{value:g} is below the floor of {self.embedding_model} ({floor:g}): a lower "
+                    "threshold would accept too many impostors"
+                )
+        if errors:
+            raise ValidationError(errors)
 
     def is_masked(self, mask_probability: float | None) -> bool:
         """The mask decision under this policy: the one rule the pipeline applies too."""

@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from faceid.events import Action, Actor, record_event
 from tenants.exceptions import ensure_same_organization
 from tenants.models import ApiKey, Membership, Organization, OrganizationPolicy, Role, Scope
 
@@ -45,6 +46,7 @@ POLICY_FIELDS = (
     "lockout_seconds",
     "keep_images",
     "image_retention_days",
+    "reveal_scores_on_reject",
 )
 
 
@@ -126,18 +128,34 @@ def remove_membership(organization: Organization, membership: Membership) -> Non
 # --- policy ----------------------------------------------------------------------------------------
 
 
-def update_policy(organization: Organization, **fields: Any) -> OrganizationPolicy:
-    """Change policy fields. The model may only switch to a deployable one; a switch resets each
-    threshold left at the old model's value to the new model's default (OrganizationPolicy.save
-    holds that rule for every path, the Django admin included)."""
+@transaction.atomic
+def update_policy(
+    organization: Organization, *, actor: Actor | None = None, **fields: Any
+) -> OrganizationPolicy:
+    """Change policy fields, and write one policy_change event with each changed field's old and new
+    value (thresholds reset by a model switch included) in the same transaction.
+
+    The model may only switch to a deployable one; a switch resets each threshold left at the old
+    model's value to the new model's default, and no threshold may go below the model's floor
+    (OrganizationPolicy holds both rules for every path, the Django admin included)."""
     unknown = set(fields) - set(POLICY_FIELDS)
     if unknown:
         raise ValidationError(f"unknown policy fields: {', '.join(sorted(unknown))}")
     policy = ensure_policy(organization)
+    # Locked: two admins saving at once each record the change from the value they replaced.
+    policy = OrganizationPolicy.objects.select_for_update().get(pk=policy.pk)
+    before = {name: getattr(policy, name) for name in POLICY_FIELDS}
     for name, value in fields.items():
         setattr(policy, name, value)
     policy.full_clean()
     policy.save()
+    changes = {
+        name: [before[name], getattr(policy, name)]
+        for name in POLICY_FIELDS
+        if getattr(policy, name) != before[name]
+    }
+    if changes:
+        record_event(organization, action=Action.POLICY_CHANGE, actor=actor, details={"changes": changes})
     return policy
 
 
@@ -167,8 +185,10 @@ def create_api_key(
     name: str,
     scopes: Iterable[str],
     created_by: AbstractBaseUser | None = None,
+    actor: Actor | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key and return it with its plaintext: the only time the plaintext exists."""
+    """Create a key and return it with its plaintext: the only time the plaintext exists. Audited
+    (api_key_create: prefix, name, scopes) with ``actor``, or else ``created_by`` as the actor."""
     scope_list = _normalise_scopes(scopes)
     name = (name or "").strip() or "API key"
     for _ in range(5):
@@ -186,6 +206,12 @@ def create_api_key(
         try:
             with transaction.atomic():
                 api_key.save()
+                record_event(
+                    organization,
+                    action=Action.API_KEY_CREATE,
+                    actor=actor or Actor(user=created_by),
+                    details={"key_id": api_key.pk, "prefix": prefix, "name": name, "scopes": scope_list},
+                )
         except IntegrityError:
             continue  # prefix collision: draw again
         return api_key, plaintext
@@ -224,10 +250,20 @@ def _touch_last_used(api_key: ApiKey) -> None:
     api_key.last_used_at = now
 
 
-def revoke_api_key(organization: Organization, api_key: ApiKey) -> ApiKey:
-    """Revoke the key (idempotent). Keys are never deleted: audit rows refer to them."""
+@transaction.atomic
+def revoke_api_key(organization: Organization, api_key: ApiKey, *, actor: Actor | None = None) -> ApiKey:
+    """Revoke the key (idempotent; the revocation is audited once, api_key_revoke). Keys are never
+    deleted: audit rows refer to them."""
     ensure_same_organization(organization.id, api_key)
+    # Locked and re-read: two concurrent revocations write one event.
+    api_key.revoked_at = ApiKey.objects.select_for_update().get(pk=api_key.pk).revoked_at
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
+        record_event(
+            organization,
+            action=Action.API_KEY_REVOKE,
+            actor=actor,
+            details={"key_id": api_key.pk, "prefix": api_key.prefix, "name": api_key.name},
+        )
     return api_key

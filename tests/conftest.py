@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ("tests.plugins.celery_worker",)
+from tests.plugins.celery_worker import AUDIT_HMAC_KEY_FOR_TESTS
+
+pytest_plugins = ("tests.plugins.celery_worker", "tests.plugins.factories")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Tests read ../shared/data in place; FACEID_SHARED_DATA points elsewhere when the checkout is not beside it.
@@ -72,6 +74,13 @@ def _plain_static_files(settings) -> None:
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+@pytest.fixture(autouse=True)
+def _audit_keys_and_heads(settings, tmp_path_factory) -> None:
+    # The audit chain's key, and published heads in a directory of the test's own (never var/).
+    settings.AUDIT_HMAC_KEY = AUDIT_HMAC_KEY_FOR_TESTS
+    settings.AUDIT_HEAD_DIR = tmp_path_factory.mktemp("audit-heads")
 
 
 @pytest.fixture

@@ -111,6 +111,51 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
 
+def run_manage(*args: str, env: dict[str, str], timeout: float | None = None) -> subprocess.CompletedProcess:
+    """`manage.py ARGS` in the checkout with `env`; its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+
+
+def spawn(name: str, command: list[str], *, env: dict[str, str], log_dir: Path) -> subprocess.Popen:
+    """Start a service of the stack in its own process group, its output in `log_dir`/<name>.log."""
+    log = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def worker_command(hostname: str, *, loglevel: str = "INFO") -> list[str]:
+    """A Celery worker as `make run` starts one: both queues, prefork, one process."""
+    return [
+        str(Path(sys.executable).with_name("celery")),
+        *("-A", "config", "worker", "-Q", "inference,default", "-c", "1", "--pool", "prefork"),
+        *("-n", hostname, "--loglevel", loglevel),
+        *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+    ]
+
+
+def web_command(port: int) -> list[str]:
+    """gunicorn on 127.0.0.1:`port`, one process with four threads."""
+    return [
+        str(Path(sys.executable).with_name("gunicorn")),
+        *("config.wsgi", "-b", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4", "--timeout", "120"),
+    ]
+
+
 class Stack:
     """A throwaway database, a Celery worker and gunicorn; stopped and dropped on exit."""
 
@@ -163,29 +208,13 @@ class Stack:
             connection.close()
 
     def _run(self, *args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=REPO_ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = run_manage(*args, env=self.env)
         if result.returncode:
             raise SystemExit(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
     def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
-        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        process = spawn(name, command, env=self.env, log_dir=self.log_dir)
         self.processes.append(process)
         return process
 
@@ -196,44 +225,8 @@ class Stack:
         self._run("create_organization", "bench", "--name", "Benchmark", "--admin-email", "bench@example.com")
         key = self._run("create_api_key", "bench", "--scopes", "enroll,verify,identify,audit:read").strip()
         key = key.splitlines()[-1].strip()
-        bin_dir = Path(sys.executable).parent
-        self._spawn(
-            "worker",
-            [
-                str(bin_dir / "celery"),
-                "-A",
-                "config",
-                "worker",
-                "-Q",
-                "inference,default",
-                "-c",
-                "1",
-                "--pool",
-                "prefork",
-                "-n",
-                f"bench-{secrets.token_hex(3)}@%h",
-                "--loglevel",
-                "WARNING",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-        )
-        self._spawn(
-            "web",
-            [
-                str(bin_dir / "gunicorn"),
-                "config.wsgi",
-                "-b",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                "1",
-                "--threads",
-                "4",
-                "--timeout",
-                "120",
-            ],
-        )
+        self._spawn("worker", worker_command(f"bench-{secrets.token_hex(3)}@%h", loglevel="WARNING"))
+        self._spawn("web", web_command(self.port))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):

@@ -6,6 +6,9 @@ columns and the CSV export are faceid.audit's.
 
 from __future__ import annotations
 
+import io
+from typing import Any
+
 from django import forms
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer
@@ -21,6 +24,7 @@ from faceid.api.base import (
     paginated,
     paginated_response,
 )
+from faceid.events import Action, event_details, record_event
 from faceid.filters import AuditFilterForm, attempt_filters
 from faceid.models import VerificationAttempt
 from tenants.models import Scope
@@ -34,7 +38,11 @@ class CSVRenderer(BaseRenderer):
     def render(self, data, accepted_media_type=None, renderer_context=None):
         # Only error bodies come through here; the CSV export itself streams.
         if isinstance(data, dict):
-            return ("reason,detail\r\n" + f'{data.get("reason", "")},"{data.get("detail", "")}"\r\n').encode()
+            out = io.StringIO()
+            writer = audit.csv_writer(out)
+            writer.writerow(["reason", "detail"])
+            writer.writerow([audit.csv_cell(str(data.get(key, ""))) for key in ("reason", "detail")])
+            return out.getvalue().encode()
         return b""
 
 
@@ -73,6 +81,21 @@ class AttemptListView(BaseAPIView):
         api_key = serializers.SerializerMethodField()
         user = serializers.SerializerMethodField()
         matched_external_id = serializers.SerializerMethodField()
+        details = serializers.SerializerMethodField(help_text="Events only: what the action changed.")
+
+        # Event rows have no decision and verify/identify rows no action (""): documented, or a
+        # client validating answers against the schema fails.
+        decision = serializers.ChoiceField(
+            choices=[("", "(event row)"), *VerificationAttempt._meta.get_field("decision").choices],
+            read_only=True,
+        )
+        action = serializers.ChoiceField(
+            choices=[
+                ("", "(verify or identify row)"),
+                *VerificationAttempt._meta.get_field("action").choices,
+            ],
+            read_only=True,
+        )
 
         class Meta:
             model = VerificationAttempt
@@ -88,6 +111,9 @@ class AttemptListView(BaseAPIView):
         def get_matched_external_id(self, attempt: VerificationAttempt) -> str | None:
             return audit.column_value(attempt, "matched_external_id")
 
+        def get_details(self, attempt: VerificationAttempt) -> dict[str, Any] | None:
+            return event_details(attempt) if attempt.details else None
+
     @extend_schema(
         tags=["audit"],
         summary="The audit log",
@@ -95,13 +121,21 @@ class AttemptListView(BaseAPIView):
         description="Newest first, paginated. `?format=csv` (or /api/v1/attempts.csv) streams the "
         "whole filtered log as CSV.",
         parameters=[*FILTER_PARAMETERS, FORMAT_PARAMETER, *PAGE_PARAMETERS],
-        responses={200: paginated(OutputSerializer, "AttemptPage"), **errors(400, 401, 403)},
+        responses={200: paginated(OutputSerializer, "AttemptPage"), **errors(400, 401, 403, 404)},
     )
     def get(self, request, format=None):
         organization = self.caller.organization
         attempts = selectors.attempts_for(organization, **attempt_filters(organization, request.query_params))
         if request.accepted_renderer.format == "csv":
-            return audit.attempts_csv_response(attempts, f"audit-{organization.slug}.csv")
+            event = record_event(
+                organization,
+                action=Action.CSV_EXPORT,
+                actor=self.caller.actor,
+                details={"via": "api", "query": request.query_params.dict()},
+            )
+            # The export is the log as it was asked for: its own event row comes after it.
+            rows = attempts.exclude(pk=event.pk)
+            return audit.attempts_csv_response(rows, f"audit-{organization.slug}.csv")
         return paginated_response(
             attempts,
             pagination_class=self.Pagination,

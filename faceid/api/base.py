@@ -32,16 +32,19 @@ class ErrorSerializer(serializers.Serializer):
 ERRORS = {
     code: OpenApiResponse(ErrorSerializer, description=text)
     for code, text in {
-        400: "Bad request: `bad_image` (not an image, truncated, too many pixels), `no_image`, `invalid`.",
+        400: "Bad request: `bad_image` (not an image, a format other than JPEG/PNG/WebP, truncated, too many "
+        "pixels: `image_reason`), `no_image`, `invalid`, `malformed_request`.",
         401: "`not_authenticated` or `invalid_api_key` (unknown or revoked key).",
         403: "`missing_scope`: the key (or the user's role) lacks the scope.",
-        404: "`not_found` / `unknown_person`: no such person here (erased or inactive included).",
+        404: "`not_found` / `unknown_person`: no such person here (erased or inactive included), "
+        "or no such `page` of a list.",
         409: "`no_templates` (verify: nothing enrolled) or `duplicate_external_id`.",
         413: "`too_large`: the request body exceeds MAX_UPLOAD_BYTES (10 MB by default).",
         422: "The pipeline refused the image: `no_face`, `several_faces`, `face_too_small`, `too_blurred`, "
         "`pose_too_far`, `eyes_not_visible`, `masked`.",
         423: "`locked_out`: too many failed verifications of this person within the policy's window.",
-        429: "`rate_limited`: too many calls for this key; see `retry_after`.",
+        429: "`rate_limited`: too many calls for this key or organization; `organization_busy`: too many of "
+        "the organization's pipeline calls in flight; see `retry_after`.",
         503: "`pipeline_unavailable`: the pipeline worker failed.",
         504: "`pipeline_timeout`: no answer from the pipeline within PIPELINE_WAIT_SECONDS.",
     }.items()

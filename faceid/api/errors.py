@@ -59,6 +59,8 @@ def _flatten(detail) -> str:
 
 def _reason(exc: exceptions.APIException) -> str:
     code = getattr(exc.detail, "code", None)
+    if isinstance(exc, exceptions.Throttled) and code and code != "throttled":
+        return code  # e.g. organization_busy: a limit other than the caller's own rate
     if isinstance(exc, exceptions.PermissionDenied):
         return code if code and code != "permission_denied" else "forbidden"
     if isinstance(exc, exceptions.AuthenticationFailed) and code and code != "authentication_failed":

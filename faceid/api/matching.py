@@ -4,13 +4,17 @@
 
 from __future__ import annotations
 
+import uuid
+
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 
-from faceid import selectors
+from faceid import job_records, selectors
 from faceid.api import serializers as s
+from faceid.api.authentication import scopes_of
 from faceid.api.base import ERRORS, BaseAPIView, errors
+from faceid.api.permissions import MissingScope
 from faceid.api.persons import person_or_404
 from faceid.api.pipeline import ASYNC_PARAM, ImagesInputSerializer, JobAcceptedSerializer, PipelineView
 from faceid.api.results import (
@@ -24,6 +28,7 @@ from faceid.flows import prepare_enroll, prepare_identify, prepare_verify
 from faceid.flows.identify import DEFAULT_TOP_K, MAX_TOP_K
 from faceid.jobs import get_job
 from faceid.models import AttemptMode
+from faceid.selectors import ID_PREFIX
 from tenants.models import Scope
 
 
@@ -34,6 +39,13 @@ class PersonFacesView(PipelineView):
     class InputSerializer(ImagesInputSerializer):
         class Meta:
             ref_name = "EnrollInput"
+
+        override = serializers.BooleanField(
+            required=False,
+            default=False,
+            help_text="Store photos that do not match the person's existing templates (audited). "
+            "Only an organization owner or admin signed in to the console; API keys get 403.",
+        )
 
     def get_throttles(self):
         if self.request.method != "POST":
@@ -73,7 +85,13 @@ class PersonFacesView(PipelineView):
         person = person_or_404(self.caller.organization, id)
         data = self.parse()
         return self.run(
-            prepare_enroll(self.caller, person=person, images=data["images"], started=self.started)
+            prepare_enroll(
+                self.caller,
+                person=person,
+                images=data["images"],
+                started=self.started,
+                override=data.get("override", False),
+            )
         )
 
 
@@ -87,18 +105,23 @@ class VerifyView(PipelineView):
             ref_name = "VerifyInput"
 
         person = serializers.CharField(
-            required=False, allow_blank=True, help_text="The claimed person: external id, or id."
+            required=False,
+            allow_blank=True,
+            help_text="The claimed person: the external id; `id:<n>` for the person's id. A bare "
+            "number that is nobody's external id is still read as an id (deprecated: write `id:<n>`).",
         )
-        person_id = serializers.CharField(required=False, allow_blank=True, help_text="Deprecated: `person`.")
+        person_id = serializers.CharField(
+            required=False, allow_blank=True, help_text="Deprecated: `person` with `id:<n>`. Always an id."
+        )
         external_id = serializers.CharField(
             required=False, allow_blank=True, help_text="Deprecated: `person`."
         )
 
         def validate(self, attrs: dict) -> dict:
             # A missing claim is the flow's to refuse (audited, 400 person_required).
-            attrs["person"] = (
-                attrs.get("person") or attrs.pop("person_id", "") or attrs.pop("external_id", "")
-            )
+            person_id = attrs.pop("person_id", "").strip()
+            explicit_id = f"{ID_PREFIX}{person_id.removeprefix(ID_PREFIX)}" if person_id else ""
+            attrs["person"] = attrs.get("person") or explicit_id or attrs.pop("external_id", "")
             return attrs
 
     def claimed(self) -> str:
@@ -155,7 +178,7 @@ class IdentifyView(PipelineView):
         responses={
             200: IdentifyResultSerializer,
             202: JobAcceptedSerializer,
-            **errors(400, 401, 403, 413, 422, 429, 503, 504),
+            **errors(400, 401, 403, 413, 422, 423, 429, 503, 504),
         },
     )
     def post(self, request):
@@ -166,17 +189,38 @@ class IdentifyView(PipelineView):
         return self.run(prepared)
 
 
+# A job's answer is the answer of the call it ran: reading it takes the scope that call took.
+JOB_SCOPES = {"enroll": Scope.ENROLL, "verify": Scope.VERIFY, "identify": Scope.IDENTIFY}
+
+
 class JobView(BaseAPIView):
-    required_scopes = None  # the submitter's organization only; the job id is unguessable
+    # The submitter's organization only (the job id is unguessable), and the scope of the job's
+    # kind, checked once the job is read: an audit-only key cannot read verify decisions here.
+    required_scopes = None
 
     @extend_schema(
         tags=["jobs"],
         summary="Poll an asynchronous call",
         operation_id="jobs_retrieve",
-        responses={200: JobSerializer, **errors(401, 404)},
+        description="Needs the scope of the call that started the job (`enroll`, `verify` or `identify`).",
+        responses={200: JobSerializer, **errors(401, 403, 404)},
     )
     def get(self, request, id: str):
+        # Checked on a side-effect-free read first: a finished job is handed over (and deleted) by
+        # get_job, which a caller without the scope must not be able to trigger.
+        self.check_job_scope(request, id)
         job = get_job(self.caller, id)
         if job is None:
             raise exceptions.NotFound("No such job (or it expired).")
         return Response(JobSerializer(job).data)
+
+    def check_job_scope(self, request, job_id: str) -> None:
+        try:
+            record = job_records.load(uuid.UUID(str(job_id)).hex)
+        except ValueError:
+            return  # not a job id: get_job answers 404
+        if record is None or record.get("organization_id") != self.caller.organization.pk:
+            return  # another organization's job, or none: 404, the same as an unknown id
+        needed = JOB_SCOPES.get(record.get("kind"))
+        if needed is None or needed not in scopes_of(request):
+            raise MissingScope(f"Reading this job needs the `{needed or record.get('kind')}` scope.")

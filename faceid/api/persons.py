@@ -95,7 +95,7 @@ class PersonListView(BaseAPIView):
         summary="List persons",
         operation_id="persons_list",
         parameters=[FilterSerializer, *PAGE_PARAMETERS],
-        responses={200: paginated(OutputSerializer, "PersonPage"), **errors(400, 401, 403)},
+        responses={200: paginated(OutputSerializer, "PersonPage"), **errors(400, 401, 403, 404)},
     )
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
@@ -159,7 +159,9 @@ class PersonDetailView(BaseAPIView):
         data = self.InputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         with duplicate_is_a_conflict():
-            person = services.update_person(organization, person, **data.validated_data)
+            person = services.update_person(
+                organization, person, actor=self.caller.actor, **data.validated_data
+            )
         return Response(self.OutputSerializer(person).data)
 
     @extend_schema(
@@ -172,5 +174,5 @@ class PersonDetailView(BaseAPIView):
     )
     def delete(self, request, id: int):
         organization = self.caller.organization
-        services.erase_person(organization, person_or_404(organization, id))
+        services.erase_person(organization, person_or_404(organization, id), actor=self.caller.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)

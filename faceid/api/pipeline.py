@@ -17,10 +17,17 @@ from rest_framework.response import Response
 
 from faceid.api.base import BaseAPIView, truthy
 from faceid.api.errors import RequestTooLarge
-from faceid.api.throttling import CallerRateThrottle, PipelineRateThrottle
+from faceid.api.throttling import (
+    CallerRateThrottle,
+    OrganizationPipelineThrottle,
+    PipelineRateThrottle,
+    acquire_slot,
+    release_slot,
+)
 from faceid.contracts import MAX_IMAGES, ContractError, decode_image_text
 from faceid.flows import FlowError, ImageInput, PreparedCall, run_sync
 from faceid.flows.common import record
+from faceid.jobs import _deadline_seconds as job_deadline_seconds
 from faceid.jobs import submit_job
 from faceid.models import DecisionChoices
 
@@ -105,11 +112,28 @@ class PipelineView(BaseAPIView):
     flow's typed result).
     """
 
-    throttle_classes = [CallerRateThrottle, PipelineRateThrottle]
+    throttle_classes = [CallerRateThrottle, PipelineRateThrottle, OrganizationPipelineThrottle]
+    slot: str | None = None  # the organization's in-flight slot this call holds (released at the end)
     audit_mode: str | None = None  # verify/identify: every call leaves exactly one audit row
     claim: str = ""  # what a verify call claimed, for the audit row of a refused request
     InputSerializer: type[serializers.Serializer] = ImagesInputSerializer
     OutputSerializer: type[serializers.Serializer]
+
+    def initial(self, request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)
+        if request.method == "POST":
+            # After the rate limits, before the flow reserves anything: a refusal here costs nothing.
+            lease = (
+                job_deadline_seconds()
+                if truthy(request.query_params.get("async", ""))
+                else settings.PIPELINE_WAIT_SECONDS + 60
+            )
+            self.slot = acquire_slot(self.caller.organization.pk, lease_seconds=lease)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        release_slot(self.slot)  # an async job took it over (self.slot is None then)
+        self.slot = None
+        return super().finalize_response(request, response, *args, **kwargs)
 
     def parse(self) -> dict[str, Any]:
         parsed = self.InputSerializer(data=self.request.data)
@@ -118,7 +142,8 @@ class PipelineView(BaseAPIView):
 
     def run(self, prepared: PreparedCall) -> Response:
         if truthy(self.request.query_params.get("async", "")):
-            job = submit_job(prepared)
+            job = submit_job(prepared, slot=self.slot)
+            self.slot = None  # released when the job is finished (faceid.jobs.complete_job)
             url = self.request.build_absolute_uri(reverse("api:job-detail", args=[job["id"]]))
             accepted = JobAcceptedSerializer({"id": job["id"], "status": job["status"], "url": url})
             return Response(accepted.data, status=status.HTTP_202_ACCEPTED, headers={"Location": url})

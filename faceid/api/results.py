@@ -7,6 +7,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from tenants.models import OrganizationPolicy
+
 
 class _OmitNone(serializers.Serializer):
     """Leaves out the keys named in ``omit_if_none`` whose value is None (optional answer fields)."""
@@ -73,13 +75,38 @@ class VerifyResultSerializer(_ProbeResultSerializer):
 
     match = serializers.BooleanField()
     similarity = serializers.FloatField(
-        help_text="Cosine similarity of the best template of the probe's variant."
+        allow_null=True,
+        help_text="Cosine similarity of the best template of the probe's variant. Null on a reject "
+        "unless the organization's policy reveals scores on rejects (reveal_scores_on_reject); the "
+        "audit log keeps it either way.",
     )
     decision = serializers.ChoiceField(choices=["accept", "reject"])
     person = PersonRefSerializer()
     frame = serializers.IntegerField(help_text="Which frame decided (several frames: the most similar one).")
     quality = serializers.FloatField(allow_null=True)
     locked_out = serializers.BooleanField(required=False, help_text="This failure locked the person out.")
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        # The score of a reject tells whoever holds the probe how close it came: a signal to climb
+        # towards a match with. It is answered only where the organization chose to.
+        if data.get("decision") != "accept" and not self._reveals_rejected_scores(data.get("attempt_id")):
+            data["similarity"] = None
+        return data
+
+    def _reveals_rejected_scores(self, attempt_id: int | None) -> bool:
+        """The policy of the organization the attempt belongs to, as it is now (a job polled after
+        the option was turned off answers without the score); no such attempt: hidden."""
+        if "reveal_scores_on_reject" in self.context:
+            return bool(self.context["reveal_scores_on_reject"])
+        if attempt_id is None:
+            return False
+        revealed = (
+            OrganizationPolicy.objects.filter(organization__attempts__pk=attempt_id)
+            .values_list("reveal_scores_on_reject", flat=True)
+            .first()
+        )
+        return revealed is True
 
 
 class IdentifyMatchSerializer(serializers.Serializer):

@@ -3,11 +3,14 @@ role (tenants.roles), and the page frame every console view renders in."""
 
 from __future__ import annotations
 
+import math
 from functools import wraps
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -15,10 +18,13 @@ from django.views.decorators.http import require_POST
 
 from faceid import selectors
 from faceid.api.authentication import SESSION_ORG_KEY, client_ip, session_membership
+from faceid.api.throttling import clear_login_failures, login_locked_for, record_login_failure
 from faceid.flows.common import Caller
 from faceid.models import Person
 from tenants import roles
 from tenants.selectors import organizations_for_user
+
+UserModel = get_user_model()
 
 
 def menu_for(role: str | None) -> list[tuple[str, str]]:
@@ -124,9 +130,56 @@ def person_or_404(request: HttpRequest, person_id: int) -> Person:
     return person
 
 
+class RateLimitedModelBackend(ModelBackend):
+    """Django's password check, counting failures per username and per client IP
+    (CONSOLE_LOGIN_FAILURE_LIMIT, CONSOLE_LOGIN_IP_FAILURE_LIMIT), for every password login: the
+    console's and the Django admin's alike. Past a limit the password is not checked at all (the
+    login fails), the same for a username that exists and one that does not."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        name = str(username if username is not None else kwargs.get(UserModel.USERNAME_FIELD) or "")
+        ip = client_ip(request) if request is not None else None
+        if login_locked_for(name, ip) is not None:
+            return None
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is None:
+            if name:
+                record_login_failure(name, ip)
+        else:
+            clear_login_failures(name)
+        return user
+
+
 class LoginView(auth_views.LoginView):
+    """The console's login page. Failed logins are limited by RateLimitedModelBackend; a login tried
+    once a limit is reached answers 429 (with Retry-After) and a message. It still goes through
+    authenticate(), which refuses it without checking the password, so it is audited as a failed
+    login like any other."""
+
     template_name = "console/login.html"
     redirect_authenticated_user = True
+    locked_for: float | None = None
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        self.locked_for = login_locked_for(self._username(), client_ip(request))
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form) -> HttpResponse:
+        if self.locked_for is None:
+            return super().form_invalid(form)
+        minutes = max(1, math.ceil(self.locked_for / 60))
+        messages.error(
+            self.request,
+            f"Too many failed logins. Try again in {minutes} minute{'s' if minutes != 1 else ''}.",
+        )
+        # Not the bound form: its "wrong password" error would be false (no password was checked).
+        unbound = self.get_form_class()(self.request, initial={"username": self._username()})
+        response = self.render_to_response(self.get_context_data(form=unbound), status=429)
+        response["Retry-After"] = str(math.ceil(self.locked_for))
+        return response
+
+    def _username(self) -> str:
+        return str(self.request.POST.get("username", ""))[:254]
 
 
 @login_required

@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
-from faceid.console.access import NotFoundPage, console_view, render_page
+from faceid.console.access import NotFoundPage, console_caller, console_view, render_page
 from faceid.console.forms import ApiKeyCreateForm
 from tenants import roles
 from tenants import services as tenant_services
@@ -27,6 +27,7 @@ def api_keys(request: HttpRequest) -> HttpResponse:
                 name=form.cleaned_data["name"],
                 scopes=form.cleaned_data["scopes"],
                 created_by=request.user,
+                actor=console_caller(request).actor,
             )
         except ValidationError as exc:
             form.add_error(None, "; ".join(exc.messages))
@@ -54,6 +55,8 @@ def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
     api_key = api_key_by_id(request.organization, key_id)
     if api_key is None:
         raise NotFoundPage("API key")
-    tenant_services.revoke_api_key(organization=request.organization, api_key=api_key)
+    tenant_services.revoke_api_key(
+        organization=request.organization, api_key=api_key, actor=console_caller(request).actor
+    )
     messages.success(request, f"Key {api_key.name} ({api_key.prefix}) revoked.")
     return redirect("console:api_keys")

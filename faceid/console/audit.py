@@ -12,8 +12,9 @@ from django.utils import timezone
 
 from faceid import selectors
 from faceid.audit import attempts_csv_response, verify_chain
-from faceid.console.access import console_view, render_page
-from faceid.filters import AuditFilterForm
+from faceid.console.access import console_caller, console_view, render_page
+from faceid.events import Action, record_event
+from faceid.filters import ATTEMPT_MODES, AuditFilterForm
 from faceid.models import VerificationAttempt
 from tenants import roles
 
@@ -21,9 +22,10 @@ CHAIN_STATUS_SECONDS = 300
 
 
 def _filtered(request: HttpRequest) -> tuple[AuditFilterForm, QuerySet[VerificationAttempt]]:
-    """The filter form and its rows; a form with errors shows them and filters nothing."""
+    """The filter form and its rows; a form with errors shows them and filters nothing (attempts,
+    events only when asked for, as in the API)."""
     form = AuditFilterForm(request.GET or None)
-    kwargs = form.selector_kwargs(request.organization) if form.is_valid() else {}
+    kwargs = form.selector_kwargs(request.organization) if form.is_valid() else {"mode": ATTEMPT_MODES}
     return form, selectors.attempts_for(request.organization, **kwargs)
 
 
@@ -73,4 +75,11 @@ def audit(request: HttpRequest) -> HttpResponse:
 @console_view(roles.AUDIT_ROLES)
 def audit_csv(request: HttpRequest) -> StreamingHttpResponse:
     _, attempts = _filtered(request)
-    return attempts_csv_response(attempts, f"audit-{request.organization.slug}.csv")
+    event = record_event(
+        request.organization,
+        action=Action.CSV_EXPORT,
+        actor=console_caller(request).actor,
+        details={"via": "console", "query": request.GET.dict()},
+    )
+    # The export is the log as it was asked for: its own event row comes after it.
+    return attempts_csv_response(attempts.exclude(pk=event.pk), f"audit-{request.organization.slug}.csv")

@@ -32,10 +32,18 @@ class MultipleImageField(forms.FileField):
 
 class EnrollUploadForm(forms.Form):
     image = MultipleImageField(label="Photos", help_text="One or several photos, one face each, no mask.")
+    override = forms.BooleanField(
+        required=False,
+        label="Override the face match",
+        help_text="Owners and admins only: store photos that do not match the person's enrolled face "
+        "(audited).",
+    )
 
 
 class VerifyUploadForm(forms.Form):
-    person = forms.CharField(max_length=128, label="Claimed person", help_text="External id or id.")
+    person = forms.CharField(
+        max_length=128, label="Claimed person", help_text="External id, or id:<n> for the id."
+    )
     image = MultipleImageField(label="Photo(s)")
 
 

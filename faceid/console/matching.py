@@ -59,7 +59,12 @@ def enroll(request: HttpRequest, person_id: int) -> HttpResponse:
         if form.is_valid():
             caller = console_caller(request)
             status, result = _answer(
-                lambda: prepare_enroll(caller, person=person, images=_uploaded_images(request))
+                lambda: prepare_enroll(
+                    caller,
+                    person=person,
+                    images=_uploaded_images(request),
+                    override=form.cleaned_data["override"],
+                )
             )
             if status == 201:
                 messages.success(request, f"{result['stored']} photo(s) enrolled.")

@@ -13,7 +13,7 @@ from django.shortcuts import redirect
 from django.utils import timezone
 
 from faceid import selectors, services
-from faceid.console.access import console_view, person_or_404, render_page
+from faceid.console.access import console_caller, console_view, person_or_404, render_page
 from faceid.console.forms import ConfirmEraseForm, PersonCreateForm
 from tenants import roles
 from tenants.selectors import policy_for
@@ -66,7 +66,12 @@ def person_detail(request: HttpRequest, person_id: int) -> HttpResponse:
     organization = request.organization
     person = person_or_404(request, person_id)
     if request.method == "POST" and request.POST.get("action") in {"activate", "deactivate"}:
-        services.update_person(organization, person, active=request.POST["action"] == "activate")
+        services.update_person(
+            organization,
+            person,
+            active=request.POST["action"] == "activate",
+            actor=console_caller(request).actor,
+        )
         messages.success(request, f"Person {person.external_id} {request.POST['action']}d.")
         return redirect("console:person", person_id=person.pk)
     templates = selectors.templates_for_person(organization, person)
@@ -103,7 +108,7 @@ def person_erase(request: HttpRequest, person_id: int) -> HttpResponse:
     person = person_or_404(request, person_id)
     form = ConfirmEraseForm(request.POST or None, expected=person.external_id)
     if request.method == "POST" and form.is_valid():
-        services.erase_person(organization, person)
+        services.erase_person(organization, person, actor=console_caller(request).actor)
         messages.success(request, f"Person {person.external_id} erased: templates and kept images deleted.")
         return redirect("console:persons")
     return render_page(

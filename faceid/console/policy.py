@@ -11,7 +11,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
 from faceid import calibration as calib
+from faceid.api.authentication import client_ip
 from faceid.console.access import console_view, render_page
+from faceid.events import Actor
 from tenants import roles
 from tenants import services as tenant_services
 from tenants.forms import PolicyForm
@@ -26,7 +28,7 @@ def policy(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         changed = {name: form.cleaned_data[name] for name in form.changed_data}
         try:
-            tenant_services.update_policy(organization=organization, **changed)
+            tenant_services.update_policy(organization=organization, actor=_actor(request), **changed)
         except ValidationError as exc:
             form.add_error(None, "; ".join(exc.messages))
         else:
@@ -41,17 +43,28 @@ def calibration(request: HttpRequest) -> HttpResponse:
     current = policy_for(organization)
     result = calib.calibrate(organization, current)
     if request.method == "POST" and request.POST.get("apply"):
-        changes = {}
+        # Decided here, on the calibration just recomputed, whatever the page offered: a proposal
+        # whose sample cannot support the target FAR, or below the floor, is never applied.
+        changes, refused = {}, []
         for dist in result.distributions:
-            if (
-                dist.proposal
-                and dist.proposal.threshold is not None
-                and request.POST.get(f"apply_{dist.name}")
-            ):
+            if not request.POST.get(f"apply_{dist.name}"):
+                continue
+            if dist.proposal is None or not dist.proposal.applicable:
+                reason = dist.proposal.refusal if dist.proposal else "no proposal"
+                refused.append(f"{dist.name}: {reason}")
+            else:
                 changes[f"threshold_{dist.name}"] = dist.proposal.threshold
-        if changes:
-            tenant_services.update_policy(organization=organization, **changes)
-            messages.success(request, "Applied: " + ", ".join(f"{k} = {v:.4f}" for k, v in changes.items()))
+        if refused:
+            messages.error(request, "Nothing applied. Refused: " + "; ".join(refused))
+        elif changes:
+            try:
+                tenant_services.update_policy(organization=organization, actor=_actor(request), **changes)
+            except ValidationError as exc:
+                messages.error(request, "Nothing applied: " + "; ".join(exc.messages))
+            else:
+                messages.success(
+                    request, "Applied: " + ", ".join(f"{k} = {v:.4f}" for k, v in changes.items())
+                )
         else:
             messages.info(request, "Nothing applied.")
         return redirect("console:calibration")
@@ -67,5 +80,15 @@ def calibration(request: HttpRequest) -> HttpResponse:
             "histogram_png": hist,
             "roc_png": roc,
             "plot_ms": round((time.perf_counter() - started) * 1000),
+            "impostor_pairs_needed": calib.impostor_pairs_needed(current.target_far),
+            "floors": {
+                "unmasked": current.floor_for(masked=False),
+                "masked": current.floor_for(masked=True),
+            },
         },
     )
+
+
+def _actor(request: HttpRequest) -> Actor:
+    """Who changes the policy: the console's session user, from this address."""
+    return Actor(user=request.user, client_ip=client_ip(request))

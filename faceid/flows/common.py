@@ -12,8 +12,9 @@ from typing import Any, Literal
 
 from django.contrib.auth import get_user_model
 
-from faceid import services
+from faceid import lockout, services
 from faceid.contracts import MAX_IMAGES, PipelineFailure, PipelineRequest, encode_image
+from faceid.events import Actor
 from faceid.models import DecisionChoices, VerificationAttempt
 from tenants.models import ApiKey, Organization, OrganizationPolicy
 
@@ -76,6 +77,16 @@ class Caller:
     user: Any = None
     client_ip: str | None = None
 
+    @property
+    def actor(self) -> Actor:
+        """The caller as the audit log's events name it."""
+        return Actor(api_key=self.api_key, user=self.user, client_ip=self.client_ip)
+
+    @property
+    def lockout_key(self) -> str:
+        """The caller as the identify lockout counts it (faceid.lockout)."""
+        return lockout.caller_key(self.api_key, self.user, self.client_ip)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "organization_id": self.organization.pk,
@@ -129,6 +140,10 @@ class FlowCall:
     person_id: int | None = None
     claim: str = ""
     top_k: int | None = None
+    # The lockout ledger entry reserved when the call was prepared (verify and identify).
+    lockout_entry: int | None = None
+    # Enroll: an admin stores photos that do not match the person's existing templates.
+    override: bool = False
 
     def latency_ms(self) -> float:
         return round((time.time() - self.started) * 1000.0, 1)
@@ -143,6 +158,8 @@ class FlowCall:
             "person_id": self.person_id,
             "claim": self.claim,
             "top_k": self.top_k,
+            "lockout_entry": self.lockout_entry,
+            "override": self.override,
         }
 
     @classmethod
@@ -156,6 +173,8 @@ class FlowCall:
             person_id=data.get("person_id"),
             claim=data.get("claim", ""),
             top_k=data.get("top_k"),
+            lockout_entry=data.get("lockout_entry"),
+            override=bool(data.get("override", False)),
         )
 
 
@@ -289,3 +308,40 @@ def failure_answer(failure: PipelineFailure) -> tuple[int, str, str, str]:
         f"The face pipeline failed: {failure.message}",
         DecisionChoices.ERROR,
     )
+
+
+def locked_refusal(
+    denied: lockout.Denied, policy: Any, *, failures: str, locked_detail: str
+) -> dict[str, Any]:
+    """The arguments of ``refuse`` for a call refused because its lockout budget is spent: 423,
+    with when to retry. ``failures`` names what is counted (\"failed verifications of this person\")."""
+    until = denied.locked_until.isoformat()
+    if denied.status.locked:
+        detail = locked_detail
+        audit_reason = (
+            f"locked out until {until} after {policy.lockout_failures} {failures} "
+            f"within {policy.lockout_window_seconds} s"
+        )
+    else:
+        detail = "Too many attempts in progress: their comparisons use up what the lockout allows."
+        audit_reason = (
+            f"locked out until {until}: {denied.status.failures_in_window} {failures} and "
+            f"{denied.status.reserved} frame(s) in progress reach the limit of {policy.lockout_failures}"
+        )
+    return {
+        "decision": DecisionChoices.LOCKED_OUT,
+        "status": 423,
+        "reason": "locked_out",
+        "detail": detail,
+        "audit_reason": audit_reason,
+        "extra": {"locked_until": until, "retry_after": denied.retry_after_seconds()},
+    }
+
+
+def compared_frames(usable: list[tuple[int, Any]], allowed: int) -> list[tuple[int, Any]]:
+    """The frames a call may compare when its lockout grant is smaller than its usable frames:
+    the best-quality ones (the likeliest to match a genuine person), in their original order."""
+    if len(usable) <= allowed:
+        return usable
+    ranked = sorted(usable, key=lambda item: -(item[1].quality_score or 0.0))[: max(0, allowed)]
+    return sorted(ranked, key=lambda item: item[0])

@@ -3,7 +3,15 @@
 Each photo goes through the pipeline (enrollment rules: one clear face, quality enforced, no mask
 unless the policy allows it); a usable photo becomes its templates (full face and mask-aware
 variants), a refused one says why. The call answers 201 when at least one photo was stored, 422
-when none was. Enrollment is not a verify/identify attempt: it writes no row to the audit log.
+when none was.
+
+Adding a face to a person who already has templates of the policy's model requires the photo's
+full-face template to match them (best similarity at the policy's unmasked threshold, as verify
+decides): otherwise an enroll key could add an attacker's face to someone else's record and then
+verify as them. A photo that does not match is refused (``face_mismatch``) unless an admin (a
+console user whose role may manage the organization) overrides it. Every enrollment is an
+``enroll`` event in the audit log (which photos, what was stored), every override an
+``enroll_override`` event, in the same transaction as the templates.
 """
 
 from __future__ import annotations
@@ -14,8 +22,9 @@ from collections.abc import Sequence
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 
-from faceid import services
+from faceid import lockout, selectors, services
 from faceid.contracts import FrameResult, PipelineFailure, PipelineOutput, PipelineRequest, encode_image
+from faceid.events import Action, record_event
 from faceid.flows.common import (
     Caller,
     FlowCall,
@@ -31,18 +40,42 @@ from faceid.flows.common import (
 )
 from faceid.flows.results import EnrollResult, ModelRef, PersonRef, PhotoResult, StoredTemplate
 from faceid.models import ImagePurpose, Person
-from tenants.selectors import policy_for
+from inference.variants import VARIANT_FULL
+from tenants.roles import can_manage
+from tenants.selectors import policy_for, role_for
 
 logger = logging.getLogger(__name__)
 
 
+def may_override(caller: Caller) -> bool:
+    """Only a console user who may manage the organization overrides the face match: API keys
+    have scopes, not an admin role, and an enroll scope is exactly what the check guards against."""
+    return (
+        caller.user is not None
+        and caller.api_key is None
+        and can_manage(role_for(caller.user, caller.organization))
+    )
+
+
 def prepare_enroll(
-    caller: Caller, *, person: Person, images: Sequence[ImageInput], started: float | None = None
+    caller: Caller,
+    *,
+    person: Person,
+    images: Sequence[ImageInput],
+    started: float | None = None,
+    override: bool = False,
 ) -> PreparedCall:
-    """Enrollment photos of a person of the caller's organization (looked up by the caller)."""
+    """Enrollment photos of a person of the caller's organization (looked up by the caller).
+    ``override``: store photos that do not match the person's existing templates (admins only)."""
     organization = caller.organization
     if person.organization_id != organization.pk or person.is_erased:
         raise FlowError(404, "not_found", "No such person.")
+    if override and not may_override(caller):
+        raise FlowError(
+            403,
+            "override_forbidden",
+            "Only an organization owner or admin, signed in to the console, may override the face match.",
+        )
     if not person.active:
         raise FlowError(409, "person_inactive", "This person is inactive: reactivate them before enrolling.")
     check_images(images)
@@ -53,6 +86,7 @@ def prepare_enroll(
         policy=PolicySnapshot.of(policy),
         images=image_metas(images, keep=policy.keep_images),
         person_id=person.pk,
+        override=bool(override),
     )
     if started is not None:
         call.started = started
@@ -93,10 +127,16 @@ def finish_enroll(
     if person is None or person.is_erased:
         raise FlowError(404, "not_found", "No such person (erased meanwhile).")
 
-    photos = tuple(
-        _enroll_photo(call, person, output.model_version, index, meta, frame)
-        for index, (meta, frame) in enumerate(zip(call.images, output.results, strict=True))
-    )
+    # The person's lock: two enrollments of one person cannot both find no templates and skip the
+    # face match; the templates and their audit events are written in this one transaction.
+    policy = policy_for(organization)
+    with lockout.holding(organization, lockout.Subject.person(person, call.caller.lockout_key), policy):
+        checks = _face_checks(call, person, output)
+        photos = tuple(
+            _enroll_photo(call, person, output.model_version, index, meta, frame, checks.get(index))
+            for index, (meta, frame) in enumerate(zip(call.images, output.results, strict=True))
+        )
+        _audit(call, person, photos, checks)
     stored = sum(1 for photo in photos if photo.stored)
     first_refusal = next((p for p in photos if p.reason), None)
     return EnrollResult(
@@ -112,8 +152,95 @@ def finish_enroll(
     )
 
 
+def _face_checks(
+    call: FlowCall, person: Person, output: PipelineOutput
+) -> dict[int, tuple[float | None, bool]]:
+    """{photo index: (best similarity to the person's existing full-face templates, matches)} for
+    every usable photo; empty when the person has no template of the model yet (first enrollment).
+    Computed before anything is stored, so photos of this call never vouch for each other."""
+    model_name = call.policy.embedding_model
+    threshold = call.policy.threshold_unmasked
+    if not selectors.templates_for_person(
+        call.caller.organization, person, model_name=model_name, variants=[VARIANT_FULL]
+    ).exists():
+        return {}
+    checks: dict[int, tuple[float | None, bool]] = {}
+    for index, frame in enumerate(output.results):
+        if frame.refusal or not frame.usable:
+            continue
+        vectors = frame.embeddings.get(VARIANT_FULL) or []
+        match = (
+            selectors.best_match_for_person(
+                call.caller.organization, person, model_name, vectors[0], variants=[VARIANT_FULL]
+            )
+            if vectors
+            else None
+        )
+        similarity = match.similarity if match is not None else None
+        checks[index] = (similarity, similarity is not None and similarity >= threshold)
+    return checks
+
+
+def _audit(
+    call: FlowCall,
+    person: Person,
+    photos: tuple[PhotoResult, ...],
+    checks: dict[int, tuple[float | None, bool]],
+) -> None:
+    """The enroll event (which photos, what was stored) and, when the face match was overridden,
+    the enroll_override event naming the photos stored although they did not match."""
+    organization = call.caller.organization
+    record_event(
+        organization,
+        action=Action.ENROLL,
+        actor=call.caller.actor,
+        person=person,
+        details={
+            "model": call.policy.embedding_model,
+            "override": call.override,
+            "face_match_required": bool(checks),
+            "stored": sum(1 for photo in photos if photo.stored),
+            "photos": [
+                {
+                    "index": photo.index,
+                    "sha256": photo.sha256,
+                    "stored": photo.stored,
+                    "reason": photo.reason,
+                    "templates": [t.id for t in photo.templates],
+                }
+                for photo in photos
+            ],
+        },
+    )
+    overridden = [
+        {
+            "index": index,
+            "sha256": photos[index].sha256,
+            "similarity": None if similarity is None else round(similarity, 4),
+            "threshold": call.policy.threshold_unmasked,
+            "stored": photos[index].stored,
+        }
+        for index, (similarity, matches) in sorted(checks.items())
+        if not matches
+    ]
+    if call.override and checks:
+        record_event(
+            organization,
+            action=Action.ENROLL_OVERRIDE,
+            actor=call.caller.actor,
+            person=person,
+            details={"model": call.policy.embedding_model, "mismatched": overridden},
+        )
+
+
 def _enroll_photo(
-    call: FlowCall, person: Person, model_version: str, index: int, meta: ImageMeta, frame: FrameResult
+    call: FlowCall,
+    person: Person,
+    model_version: str,
+    index: int,
+    meta: ImageMeta,
+    frame: FrameResult,
+    check: tuple[float | None, bool] | None = None,
 ) -> PhotoResult:
     """Store one photo's templates (and the photo, where the policy keeps images), or say why not."""
     described = {
@@ -128,6 +255,13 @@ def _enroll_photo(
     if frame.refusal:
         return PhotoResult(
             **described, stored=False, reason=frame.refusal, detail=refusal_message(frame.refusal)
+        )
+    if check is not None and not check[1] and not call.override:
+        return PhotoResult(
+            **described,
+            stored=False,
+            reason="face_mismatch",
+            detail="This face does not match the person's enrolled face; an admin can override.",
         )
     data = [
         services.TemplateData(

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from faceid import selectors
-from faceid.contracts import FrameResult, PipelineFailure, PipelineOutput
+from faceid import lockout, selectors
+from faceid.contracts import MAX_IMAGES, FrameResult, PipelineFailure, PipelineOutput
 from faceid.flows.common import (
     Caller,
     FlowCall,
@@ -20,13 +20,15 @@ from faceid.flows.common import (
     PolicySnapshot,
     PreparedCall,
     check_images,
+    compared_frames,
     image_metas,
+    locked_refusal,
     record,
     refuse,
 )
 from faceid.flows.probes import keep_probe_images, probe_request, refuse_failure, usable_frames
 from faceid.flows.results import IdentifyMatch, IdentifyResult, ModelRef, frame_summaries
-from faceid.models import AttemptMode, DecisionChoices, Person
+from faceid.models import AttemptMode, DecisionChoices, LockoutState, Person
 from tenants.selectors import policy_for
 
 MODE = AttemptMode.IDENTIFY
@@ -58,6 +60,20 @@ def prepare_identify(
             detail=exc.detail,
             extra=exc.extra,
         ) from None
+    # The same limits as verify, per caller (API key or console user): each frame compared without
+    # a match counts, so a key cannot search the gallery with face after face.
+    subject = lockout.Subject.caller(caller.lockout_key)
+    with lockout.holding(caller.organization, subject, policy) as ledger:
+        grant = ledger.reserve(frames=min(len(images), MAX_IMAGES), mode=MODE)
+    if isinstance(grant, lockout.Denied):
+        raise refuse(
+            caller,
+            started=call.started,
+            mode=MODE,
+            model_name=policy.embedding_model,
+            **locked_refusal(grant, policy, failures=_FAILURES, locked_detail=_LOCKED),
+        )
+    call.lockout_entry = grant.entry_id
     call.top_k = top_k
     call.images = image_metas(images, keep=policy.keep_images)
     return PreparedCall(call, probe_request(call.policy, images))
@@ -75,11 +91,51 @@ def finish_identify(
     call: FlowCall, output: PipelineOutput | None = None, failure: PipelineFailure | None = None
 ) -> IdentifyResult:
     """Rank the candidates; an unknown face is a 200 with no match. Refusals raise an audited FlowError."""
-    if failure is not None or output is None:
-        raise refuse_failure(call, failure or PipelineFailure("failed", "error", "no pipeline output"))
-    usable = usable_frames(call, output)
+    organization = call.caller.organization
+    live_policy = policy_for(organization)
+    try:
+        if failure is not None or output is None:
+            raise refuse_failure(call, failure or PipelineFailure("failed", "error", "no pipeline output"))
+        usable = usable_frames(call, output)
+    except FlowError:
+        lockout.release(organization, call.lockout_entry, live_policy)  # nothing was compared
+        raise
+    subject = lockout.Subject.caller(call.caller.lockout_key)
+    with lockout.holding(organization, subject, live_policy) as ledger:
+        grant = ledger.claim(call.lockout_entry, frames=len(usable), mode=MODE)
+        if isinstance(grant, lockout.Denied):
+            refusal = refuse(
+                call.caller,
+                started=call.started,
+                mode=MODE,
+                model_name=call.policy.embedding_model,
+                model_version=output.model_version,
+                **locked_refusal(grant, live_policy, failures=_FAILURES, locked_detail=_LOCKED),
+            )
+        else:
+            return _decide(call, output, compared_frames(usable, grant.frames), ledger, grant)
+    raise refusal
+
+
+_FAILURES = "identifications without a match by this caller"
+_LOCKED = "Too many identifications without a match: this caller is locked out for now."
+
+
+def _decide(
+    call: FlowCall,
+    output: PipelineOutput,
+    usable: list[tuple[int, FrameResult]],
+    ledger: lockout.Ledger,
+    grant: lockout.Grant,
+) -> IdentifyResult:
     policy = call.policy
     ranked, best_seen = _search(call, [frame for _, frame in usable])
+    if ranked:
+        ledger.settle(grant, state=LockoutState.PASSED, comparisons=len(usable))
+    elif best_seen is not None:
+        ledger.settle(grant, state=LockoutState.FAILED, comparisons=len(usable))
+    else:
+        ledger.settle(grant, state=LockoutState.VOID)  # nobody enrolled: nothing was compared
 
     if ranked:
         top = ranked[0]

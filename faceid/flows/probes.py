@@ -25,6 +25,8 @@ from faceid.models import DecisionChoices, ImagePurpose, Person, VerificationAtt
 
 logger = logging.getLogger(__name__)
 
+# Retry-After of a 503/504 answer: a worker or Redis coming back takes seconds.
+RETRY_AFTER_SECONDS = 5
 # Probe refusals mapped onto the audit log's decisions; any other refusal is a quality problem.
 _REFUSAL_DECISIONS = {"no_face": DecisionChoices.NO_FACE}
 
@@ -56,6 +58,8 @@ def refuse_failure(
         audit_reason=f"{reason}: {detail}",
         model_name=call.policy.embedding_model,
         claimed_person=claimed_person,
+        # 503/504 are our fault, not the caller's: say when to try again (Retry-After; tests/faults).
+        extra={"retry_after": RETRY_AFTER_SECONDS} if status >= 500 else None,
     )
 
 

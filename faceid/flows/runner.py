@@ -40,8 +40,13 @@ def run_sync(prepared: PreparedCall) -> FlowResult:
     except TaskTimedOut as exc:
         return finish(call, failure=PipelineFailure("timeout", exc.reason, exc.message))
     except TaskFailed as exc:
-        kind = "input" if exc.input_error else "failed"
-        return finish(call, failure=PipelineFailure(kind, exc.reason, exc.message))
+        if exc.input_error:
+            return finish(call, failure=PipelineFailure("input", exc.reason, exc.message))
+        # The worker's exception text can name files and hosts: it goes to the logs; the client
+        # (and the audit row) get the task id to quote.
+        logger.error("pipeline task %s failed: %s: %s", exc.task_id, exc.exc_type, exc.message)
+        reference = f"internal error, reference {exc.task_id}"
+        return finish(call, failure=PipelineFailure("failed", exc.reason, reference))
     except ContractError as exc:
         logger.error("the pipeline answered outside the contract: %s", exc)
         return finish(call, failure=PipelineFailure("failed", exc.reason, exc.message))

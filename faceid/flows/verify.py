@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from faceid import selectors
-from faceid.contracts import FrameResult, PipelineFailure, PipelineOutput
+from faceid import lockout, selectors
+from faceid.contracts import MAX_IMAGES, FrameResult, PipelineFailure, PipelineOutput
 from faceid.flows.common import (
     Caller,
     FlowCall,
@@ -21,13 +21,15 @@ from faceid.flows.common import (
     PolicySnapshot,
     PreparedCall,
     check_images,
+    compared_frames,
     image_metas,
+    locked_refusal,
     record,
     refuse,
 )
 from faceid.flows.probes import keep_probe_images, probe_request, refuse_failure, usable_frames
 from faceid.flows.results import ModelRef, PersonRef, VerifyResult, frame_summaries
-from faceid.models import AttemptMode, DecisionChoices, Person
+from faceid.models import AttemptMode, DecisionChoices, LockoutState, Person
 from tenants.selectors import policy_for
 
 MODE = AttemptMode.VERIFY
@@ -79,44 +81,49 @@ def prepare_verify(
             claimed_external_id=claim,
         )
 
-    lockout = selectors.lockout_status(organization, person, policy)
-    if lockout.locked:
+    # Reserve this call's frames from the person's budget under the person's lock: parallel,
+    # asynchronous and multi-key calls all see each other's reservations.
+    subject = lockout.Subject.person(person, caller.lockout_key)
+    with lockout.holding(organization, subject, policy) as ledger:
+        grant = ledger.reserve(frames=min(len(images), MAX_IMAGES), mode=MODE)
+    if isinstance(grant, lockout.Denied):
         raise refused(
-            decision=DecisionChoices.LOCKED_OUT,
-            status=423,
-            reason="locked_out",
-            detail="Too many failed verifications: this person is locked out for now.",
-            audit_reason=f"locked out until {lockout.locked_until.isoformat()} after "
-            f"{policy.lockout_failures} failed verifications within {policy.lockout_window_seconds} s",
-            claimed_person=person,
-            extra={
-                "locked_until": lockout.locked_until.isoformat(),
-                "retry_after": lockout.retry_after_seconds(),
-            },
+            **locked_refusal(grant, policy, failures=_FAILURES, locked_detail=_LOCKED), claimed_person=person
         )
     try:
-        check_images(images)
-    except FlowError as exc:
-        raise refused(
-            decision=DecisionChoices.BAD_IMAGE,
-            status=exc.status,
-            reason=exc.reason,
-            detail=exc.detail,
-            claimed_person=person,
-            extra=exc.extra,
-        ) from None
-    if not selectors.templates_for_person(organization, person, model_name=policy.embedding_model).exists():
-        raise refused(
-            decision=DecisionChoices.NO_TEMPLATES,
-            status=409,
-            reason="no_templates",
-            detail="This person has no enrolled face for the organization's model.",
-            audit_reason=f"no {policy.embedding_model} templates enrolled",
-            claimed_person=person,
-        )
+        try:
+            check_images(images)
+        except FlowError as exc:
+            raise refused(
+                decision=DecisionChoices.BAD_IMAGE,
+                status=exc.status,
+                reason=exc.reason,
+                detail=exc.detail,
+                claimed_person=person,
+                extra=exc.extra,
+            ) from None
+        if not selectors.templates_for_person(
+            organization, person, model_name=policy.embedding_model
+        ).exists():
+            raise refused(
+                decision=DecisionChoices.NO_TEMPLATES,
+                status=409,
+                reason="no_templates",
+                detail="This person has no enrolled face for the organization's model.",
+                audit_reason=f"no {policy.embedding_model} templates enrolled",
+                claimed_person=person,
+            )
+    except FlowError:
+        lockout.release(organization, grant.entry_id, policy)  # refused before any comparison
+        raise
+    call.lockout_entry = grant.entry_id
     call.person_id = person.pk
     call.images = image_metas(images, keep=policy.keep_images)
     return PreparedCall(call, probe_request(call.policy, images))
+
+
+_FAILURES = "failed verifications of this person"
+_LOCKED = "Too many failed verifications: this person is locked out for now."
 
 
 def finish_verify(
@@ -125,57 +132,103 @@ def finish_verify(
     """The decision on the pipeline's output (or its failure). Refusals raise an audited FlowError."""
     organization = call.caller.organization
     policy = call.policy
+    live_policy = policy_for(organization)  # the lockout's window and duration as they are now
     person = Person.objects.filter(organization=organization, pk=call.person_id).first()
-    if failure is not None or output is None:
-        raise refuse_failure(call, failure or _NO_OUTPUT, claimed_person=person)
-    usable = usable_frames(call, output, claimed_person=person)
+    try:
+        if failure is not None or output is None:
+            raise refuse_failure(call, failure or _NO_OUTPUT, claimed_person=person)
+        usable = usable_frames(call, output, claimed_person=person)
+        # The person can only vanish between prepare and finish through a concurrent erasure.
+        if person is None or person.is_erased:
+            raise _no_templates(call, output, usable[0][1], person)
+    except FlowError:
+        lockout.release(organization, call.lockout_entry, live_policy)  # nothing was compared
+        raise
 
-    best = None  # (similarity, frame index, frame)
-    # The person can only vanish between prepare and finish through a concurrent erasure.
-    if person is not None and not person.is_erased:
-        best = _best_frame(organization, person, policy.embedding_model, usable)
-    common = {
+    subject = lockout.Subject.person(person, call.caller.lockout_key)
+    refusal: FlowError | None = None
+    with lockout.holding(organization, subject, live_policy) as ledger:
+        # Check again when deciding: this call compares at most the frames it holds.
+        grant = ledger.claim(call.lockout_entry, frames=len(usable), mode=MODE)
+        if isinstance(grant, lockout.Denied):
+            refusal = refuse(
+                call.caller,
+                **_common(call, output, person),
+                **locked_refusal(grant, live_policy, failures=_FAILURES, locked_detail=_LOCKED),
+            )
+        else:
+            compared = compared_frames(usable, grant.frames)
+            best = _best_frame(organization, person, policy.embedding_model, compared)
+            if best is None:
+                ledger.settle(grant, state=LockoutState.VOID)
+                refusal = _no_templates(call, output, usable[0][1], person)
+            else:
+                result = _decide(call, output, person, best, ledger, grant, len(compared))
+    if refusal is not None:
+        raise refusal
+    return result
+
+
+def _common(call: FlowCall, output: PipelineOutput, person: Person | None) -> dict:
+    return {
         "started": call.started,
         "mode": MODE,
-        "model_name": policy.embedding_model,
+        "model_name": call.policy.embedding_model,
         "model_version": output.model_version,
         "claimed_person": person,
     }
-    if best is None:
-        frame = usable[0][1]
-        masked = bool(frame.masked)
-        raise refuse(
-            call.caller,
-            **common,
-            decision=DecisionChoices.NO_TEMPLATES,
-            status=409,
-            reason="no_templates",
-            detail="No enrolled template to compare this probe with.",
-            audit_reason=f"no template of the variant this probe needs (masked: {masked})",
-            masked=masked,
-            mask_probability=frame.mask_probability,
-            extra={"masked": masked},
-        )
 
+
+def _no_templates(
+    call: FlowCall, output: PipelineOutput, frame: FrameResult, person: Person | None
+) -> FlowError:
+    masked = bool(frame.masked)
+    return refuse(
+        call.caller,
+        **_common(call, output, person),
+        decision=DecisionChoices.NO_TEMPLATES,
+        status=409,
+        reason="no_templates",
+        detail="No enrolled template to compare this probe with.",
+        audit_reason=f"no template of the variant this probe needs (masked: {masked})",
+        masked=masked,
+        mask_probability=frame.mask_probability,
+        extra={"masked": masked},
+    )
+
+
+def _decide(
+    call: FlowCall,
+    output: PipelineOutput,
+    person: Person,
+    best: tuple[float, int, FrameResult],
+    ledger: lockout.Ledger,
+    grant: lockout.Grant,
+    compared: int,
+) -> VerifyResult:
+    """Accept or reject on the best frame, settle the lockout entry, write the audit row."""
+    policy = call.policy
     similarity, index, frame = best
     masked = bool(frame.masked)
     threshold = policy.threshold_for(masked=masked)
     match = similarity >= threshold
     reason = f"similarity {similarity:.4f} {'>=' if match else '<'} threshold {threshold:.4f}"
+    if compared > 1:
+        reason += f" (best of {compared} frames)"
     locked_out = None
     if match:
         decision = DecisionChoices.ACCEPT
+        ledger.settle(grant, state=LockoutState.PASSED, comparisons=compared)
     else:
         decision = DecisionChoices.REJECT
-        lockout = selectors.lockout_status(organization, person, policy_for(organization))
-        if lockout.failures_in_window + 1 >= policy.lockout_failures:
-            reason += (
-                f"; lockout triggered ({policy.lockout_failures} failed verifications within the window)"
-            )
+        ledger.settle(grant, state=LockoutState.FAILED, comparisons=compared)
+        if ledger.status().locked:
+            limit = ledger.policy.lockout_failures
+            reason += f"; lockout triggered ({limit} failed frames within the window)"
             locked_out = True
     attempt = record(
         call.caller,
-        **common,
+        **_common(call, output, person),
         decision=decision,
         similarity=similarity,
         threshold=threshold,

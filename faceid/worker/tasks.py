@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import torch
-from celery import Task, shared_task
+from celery import Task, current_task, shared_task
 from django.conf import settings
 from django.db import connection
 
@@ -27,7 +27,7 @@ from faceid.contracts import (
 )
 from faceid.task_results import TaskInputError
 from faceid.worker import process
-from inference.decode import ImageDecodeError, decode_image
+from inference.decode import ImageDecodeError, decode_image, decode_images
 from inference.embedders import UnknownEmbedderError, WeightsUnavailableError
 from inference.pipeline import get_pipeline
 
@@ -64,24 +64,41 @@ def run_pipeline(self: Task, request: dict[str, Any]) -> dict[str, Any]:
     return analyze(call, blobs).to_json()
 
 
+def current_task_id() -> str:
+    """The running task's id (the reference a client quotes), or "none" outside a task."""
+    return str(getattr(getattr(current_task, "request", None), "id", None) or "none")
+
+
 def analyze(call: PipelineRequest, blobs: list[bytes]) -> PipelineOutput:
     device = process.inference_device()
     try:
         pipeline = get_pipeline(call.embedder, device=device)
     except WeightsUnavailableError:
         raise  # this deployment lacks the weights: a fault of ours (503), not the caller's
-    except (UnknownEmbedderError, ValueError) as exc:
+    except UnknownEmbedderError as exc:
         raise TaskInputError("bad_argument", f"cannot build the pipeline: {exc}") from None
+    except ValueError as exc:
+        # Its text may name files of this machine: the logs get it, the caller only the reference.
+        logger.warning("pipeline %r cannot be built [%s]: %s", call.embedder, current_task_id(), exc)
+        raise TaskInputError(
+            "bad_argument", f"cannot build the pipeline (reference {current_task_id()})"
+        ) from None
 
     started = time.perf_counter()
     frames: list[FrameResult | None] = [None] * len(blobs)
     pixels, positions = [], []
-    for index, data in enumerate(blobs):
-        try:
-            pixels.append(decode_image(data, max_pixels=settings.MAX_IMAGE_PIXELS))
+    decoded = decode_images(
+        blobs,
+        max_pixels=settings.MAX_IMAGE_PIXELS,
+        max_total_pixels=settings.MAX_TASK_PIXELS,
+        formats=settings.IMAGE_FORMATS,
+    )
+    for index, image in enumerate(decoded):
+        if isinstance(image, ImageDecodeError):
+            frames[index] = FrameResult.undecodable(image.reason, image.message)
+        else:
+            pixels.append(image)
             positions.append(index)
-        except ImageDecodeError as exc:
-            frames[index] = FrameResult.undecodable(exc.reason, exc.message)
     decode_ms = round((time.perf_counter() - started) * 1000.0 / len(blobs), 2)
 
     if pixels:
@@ -143,7 +160,7 @@ def decode_probe(self: Task, image_b64: str) -> dict[str, int]:
     """
     try:
         data, _ = decode_image_text(image_b64)
-        pixels = decode_image(data, max_pixels=settings.MAX_IMAGE_PIXELS)
+        pixels = decode_image(data, max_pixels=settings.MAX_IMAGE_PIXELS, formats=settings.IMAGE_FORMATS)
     except ContractError as exc:
         raise TaskInputError(exc.reason, exc.message) from None
     except ImageDecodeError as exc:

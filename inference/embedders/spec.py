@@ -83,6 +83,11 @@ class EmbedderSpec:
     # Cosine-similarity thresholds a policy starts from when it selects this model.
     default_threshold_unmasked: float
     default_threshold_masked: float
+    # The lowest thresholds a policy may set for this model (tenants.models.OrganizationPolicy
+    # refuses anything below, the database too): a guard against a threshold that lets through a
+    # share of impostors no organization wants, whatever its calibration proposes.
+    floor_threshold_unmasked: float
+    floor_threshold_masked: float
     weights: WeightsSource
     licence: str
     # "module:function" building the network: imported only when create_embedder needs it.
@@ -96,6 +101,16 @@ class EmbedderSpec:
             )
         if ":" not in self.factory:
             raise ValueError(f"factory {self.factory!r} must be 'module:function'")
+        for kind in ("unmasked", "masked"):
+            floor = getattr(self, f"floor_threshold_{kind}")
+            default = getattr(self, f"default_threshold_{kind}")
+            if not -1.0 <= floor <= default <= 1.0:
+                raise ValueError(
+                    f"{self.name}: the {kind} floor {floor} must lie in [-1, the default {default}]"
+                )
+
+    def floor_for(self, *, masked: bool) -> float:
+        return self.floor_threshold_masked if masked else self.floor_threshold_unmasked
 
     @property
     def template(self) -> AlignTemplate:

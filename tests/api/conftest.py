@@ -10,18 +10,13 @@ keep the fast `db` fixture; tests whose worker task touches the database (async 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from rest_framework.test import APIClient
 
-from tenants import services as tenant_services
-from tenants.models import Role
-from tenants.selectors import policy_for
-from tests.portraits import TEST_THRESHOLDS
+from tests.api.helpers import Tenant, make_tenant
 
 
 @pytest.fixture(autouse=True)
@@ -58,40 +53,14 @@ def no_face_jpeg() -> bytes:
     return _jpeg(Image.fromarray(rgb))
 
 
-@dataclass
-class Tenant:
-    organization: object
-    policy: object
-
-    def key(self, *scopes: str, name: str = "test key") -> tuple[object, str]:
-        return tenant_services.create_api_key(organization=self.organization, name=name, scopes=list(scopes))
-
-    def client(self, *scopes: str) -> APIClient:
-        _, plaintext = self.key(*scopes)
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
-        client.api_key_plaintext = plaintext
-        return client
-
-    def user(self, email: str, role: str = Role.ADMIN, password: str = "Str0ng-pass-phrase!"):
-        user, _ = tenant_services.get_or_create_user(email=email, password=password)
-        tenant_services.set_membership(organization=self.organization, user=user, role=role)
-        return user
-
-
-def _tenant(slug: str) -> Tenant:
-    organization = tenant_services.create_organization(slug=slug, name=f"Org {slug}", **TEST_THRESHOLDS)
-    return Tenant(organization, policy_for(organization))
-
-
 @pytest.fixture
 def tenant(db) -> Tenant:
-    return _tenant("acme")
+    return make_tenant("acme")
 
 
 @pytest.fixture
 def other_tenant(db) -> Tenant:
-    return _tenant("globex")
+    return make_tenant("globex")
 
 
 @pytest.fixture

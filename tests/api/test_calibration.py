@@ -49,3 +49,145 @@ def test_plots_are_png():
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     far, tar = roc_points(dist.genuine, dist.impostor)
     assert far[0] == 1.0 and tar[0] == 1.0 and far[-1] == 0.0 and tar[-1] == 0.0
+
+
+# --- sample sufficiency and floors (issue 10, item 4) ---------------------------------------------
+
+
+def test_a_proposal_needs_three_impostor_pairs_per_one_over_the_target_far():
+    rng = np.random.default_rng(2)
+    genuine = rng.uniform(0.95, 0.99, 50)
+    assert calib.impostor_pairs_needed(0.001) == 3000 and calib.impostor_pairs_needed(0.01) == 300
+    short = calib.propose(genuine, rng.uniform(0.5, 0.92, 2999), 0.001, floor=0.91)
+    assert not short.applicable and "2999 impostor pairs cannot support a FAR of 0.001" in short.refusal
+    enough = calib.propose(genuine, rng.uniform(0.5, 0.92, 3000), 0.001, floor=0.91)
+    assert enough.applicable and enough.refusal == "" and enough.threshold >= 0.91
+
+
+def test_the_reviewed_case_252_impostor_pairs_proposing_029_is_refused_twice_over():
+    impostor = np.linspace(-0.3, 0.2899, 252)
+    proposal = calib.propose(np.linspace(0.6, 0.9, 30), impostor, 0.001, floor=0.91)
+    assert proposal.threshold == 0.29 and not proposal.applicable
+    assert "252 impostor pairs" in proposal.refusal and "below the model's floor 0.91" in proposal.refusal
+
+
+def test_a_proposal_below_the_floor_is_refused_even_with_enough_pairs():
+    impostor = np.random.default_rng(3).normal(0.1, 0.1, 5000)
+    proposal = calib.propose(np.linspace(0.6, 0.9, 30), impostor, 0.01, floor=0.91)
+    assert proposal.threshold < 0.91
+    assert proposal.refusal == f"{proposal.threshold:.4f} is below the model's floor 0.91"
+    assert calib.propose(np.linspace(0.6, 0.9, 30), impostor, 0.01).applicable  # no floor given
+
+
+PASSWORD = "Str0ng-pass-phrase!"
+
+
+def _console(tenant):
+    from django.test import Client
+
+    from tenants.models import Role
+
+    user = tenant.user("admin@example.com", Role.ADMIN)
+    client = Client()
+    assert client.login(username="admin@example.com", password=PASSWORD)
+    return client, user
+
+
+def _close_templates(tenant, persons=12, photos=3, spread=0.25, seed=0):
+    """Persons whose full-face templates are all close (impostor pairs near 0.93-0.95): a proposal
+    above dlib's floor, with 594 impostor pairs."""
+    from faceid import services
+
+    rng = np.random.default_rng(seed)
+
+    def unit(v):
+        return v / np.linalg.norm(v)
+
+    base = unit(rng.normal(size=128))
+    for p in range(persons):
+        person = services.create_person(tenant.organization, external_id=f"close-{p}")
+        centre = unit(base + spread * unit(rng.normal(size=128)))
+        data = [
+            services.TemplateData(
+                model_name="dlib_resnet_v1",
+                model_version="v",
+                variant="full",
+                embedding=unit(centre + 0.12 * unit(rng.normal(size=128))),
+                source_sha256=f"{p:02d}{k:02d}".ljust(64, "0"),
+            )
+            for k in range(photos)
+        ]
+        services.store_templates(tenant.organization, person, data)
+
+
+def _policy_events(organization):
+    from faceid.events import Action, event_details
+    from faceid.models import VerificationAttempt
+
+    rows = VerificationAttempt.objects.filter(organization=organization, action=Action.POLICY_CHANGE)
+    return [(row, event_details(row)["changes"]) for row in rows.order_by("pk")]
+
+
+@pytest.mark.django_db
+def test_the_console_refuses_to_apply_a_proposal_the_sample_cannot_support(tenant):
+    from tenants.selectors import policy_for
+
+    _close_templates(tenant)
+    client, _ = _console(tenant)
+    page = client.get("/console/policy/calibration/").content.decode()
+    assert "Cannot apply: 594 impostor pairs cannot support a FAR of 0.001" in page
+    assert 'name="apply_unmasked"' not in page
+    before = policy_for(tenant.organization).threshold_unmasked
+    events = len(_policy_events(tenant.organization))  # the organization's creation wrote one
+
+    # Posted anyway (a stale page, a crafted form): refused on the server.
+    response = client.post("/console/policy/calibration/", {"apply": "1", "apply_unmasked": "1"}, follow=True)
+
+    assert "Nothing applied. Refused: unmasked: 594 impostor pairs" in response.content.decode()
+    assert policy_for(tenant.organization).threshold_unmasked == before
+    assert len(_policy_events(tenant.organization)) == events
+
+
+@pytest.mark.django_db
+def test_the_console_applies_a_supported_proposal_and_audits_it(tenant):
+    from tenants.selectors import policy_for
+    from tenants.services import update_policy
+
+    _close_templates(tenant)
+    update_policy(tenant.organization, target_far=0.01)  # 594 pairs >= 300
+    client, user = _console(tenant)
+    page = client.get("/console/policy/calibration/").content.decode()
+    assert 'name="apply_unmasked"' in page
+
+    response = client.post("/console/policy/calibration/", {"apply": "1", "apply_unmasked": "1"}, follow=True)
+
+    assert "Applied: threshold_unmasked" in response.content.decode()
+    threshold = policy_for(tenant.organization).threshold_unmasked
+    assert 0.91 <= threshold != 0.92
+    row, changes = _policy_events(tenant.organization)[-1]
+    assert changes == {"threshold_unmasked": [0.92, threshold]} and row.user_id == user.pk
+
+
+@pytest.mark.django_db
+def test_the_console_policy_page_shows_the_floor_refuses_below_it_and_audits_a_change(tenant):
+    from tenants.forms import PolicyForm
+    from tenants.selectors import policy_for
+
+    client, user = _console(tenant)
+    page = client.get("/console/policy/").content.decode()
+    assert "dlib_resnet_v1 0.91" in page and "dlib_resnet_v1 0.95" in page
+    assert 'name="reveal_scores_on_reject"' in page
+    form = PolicyForm(instance=policy_for(tenant.organization))
+    data = {
+        k: ("on" if v is True else v) for k, v in form.initial.items() if v is not None and v is not False
+    }
+
+    refused = client.post("/console/policy/", {**data, "threshold_unmasked": "0.5"})
+    assert (
+        refused.status_code == 200 and "below the floor of dlib_resnet_v1 (0.91)" in refused.content.decode()
+    )
+    assert policy_for(tenant.organization).threshold_unmasked == 0.92  # tests/portraits.py's value
+
+    assert client.post("/console/policy/", {**data, "threshold_unmasked": "0.93"}).status_code == 302
+    [(row, changes)] = [e for e in _policy_events(tenant.organization) if e[0].user_id == user.pk]
+    assert changes == {"threshold_unmasked": [0.92, 0.93]} and row.client_ip == "127.0.0.1"

@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 
 from faceid import services
-from faceid.models import AttemptMode, DecisionChoices, Person
+from faceid.models import AttemptMode, DecisionChoices, Person, VerificationAttempt
 from tenants.models import ApiKey, Role
 from tenants.selectors import policy_for
 
@@ -167,8 +167,8 @@ def test_policy_page_saves_and_validates(tenant):
     assert "threshold_masked" in page and "lockout_failures" in page and "keep_images" in page
     data = {
         "embedding_model": "dlib_resnet_v1",
-        "threshold_unmasked": "0.8",
-        "threshold_masked": "0.7",
+        "threshold_unmasked": "0.93",
+        "threshold_masked": "0.97",
         "target_far": "0.001",
         "mask_threshold": "0.5",
         "mask_strategy": "cutout",
@@ -180,7 +180,7 @@ def test_policy_page_saves_and_validates(tenant):
     }
     assert client.post("/console/policy/", data).status_code == 302
     policy = policy_for(tenant.organization)
-    assert (policy.threshold_masked, policy.mask_strategy, policy.lockout_failures) == (0.7, "cutout", 3)
+    assert (policy.threshold_masked, policy.mask_strategy, policy.lockout_failures) == (0.97, "cutout", 3)
     bad = client.post("/console/policy/", {**data, "threshold_masked": "7"})
     assert bad.status_code == 200 and "errorlist" in bad.content.decode()
 
@@ -218,8 +218,10 @@ def test_calibration_page_plots_and_proposes(tenant):
     before = policy_for(tenant.organization)
     response = client.post("/console/policy/calibration/", {"apply": "1", "apply_unmasked": "1"})
     assert response.status_code == 302
+    # Too few impostor pairs for the target FAR (and a proposal below the floor): nothing applied
+    # (tests/api/test_calibration.py applies a proposal that the sample supports).
     policy = policy_for(tenant.organization)
-    assert policy.threshold_unmasked != before.threshold_unmasked
+    assert policy.threshold_unmasked == before.threshold_unmasked
     assert policy.threshold_masked == before.threshold_masked
 
 
@@ -273,7 +275,9 @@ def test_audit_page_filters_exports_and_checks_the_chain(tenant):
     )
     client = login(tenant, Role.AUDITOR)
     page = client.get("/console/audit/").content.decode()
-    assert "intact" in page and "2 rows verified" in page
+    # The chain also holds the organization's audited events (policy set-up, the auditor's login).
+    chained = VerificationAttempt.objects.filter(organization=org).count()
+    assert chained > 2 and "intact" in page and f"{chained} rows verified" in page
     assert page.count("data-attempt=") == 2
     masked = client.get("/console/audit/?masked=true").content.decode()
     assert masked.count("data-attempt=") == 1 and "reject" in masked

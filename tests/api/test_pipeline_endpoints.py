@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from faceid import services
+from faceid.audit import verify_chain
 from faceid.contracts import PipelineOutput, PipelineRequest
 from faceid.flows.common import Caller, ImageInput
 from faceid.flows.enroll import finish_enroll, prepare_enroll
@@ -52,7 +53,10 @@ class Audited:
 
     def __call__(self, response, decision: str) -> VerificationAttempt:
         body = response.json()
-        rows = VerificationAttempt.objects.filter(organization=self.organization, pk__gt=self.last)
+        # Decisions only: event rows (policy changes, enrollments: faceid.events) are not calls.
+        rows = VerificationAttempt.objects.filter(organization=self.organization, pk__gt=self.last).exclude(
+            mode="event"
+        )
         assert rows.count() == 1, [(r.decision, r.reason) for r in rows]
         row = rows.get()
         assert body["attempt_id"] == row.pk
@@ -214,7 +218,8 @@ def test_masked_enrollment_photo_is_refused_by_policy(tenant, pipeline_worker, p
 @pytest.mark.parametrize(
     ("make", "image_reason"),
     [
-        (lambda photo: b"GIF89a but not really" * 20, "not_an_image"),
+        # A GIF header: a format uploads may not use (issue 10), refused before any parser runs.
+        (lambda photo: b"GIF89a but not really" * 20, "unsupported_format"),
         (lambda photo: b"%PDF-1.4\n" + b"0" * 500, "not_an_image"),
         (lambda photo: photo("img1.jpg")[:4000], "truncated"),
         (lambda photo: png_bomb(), "too_many_pixels"),
@@ -263,9 +268,21 @@ def test_verify_different_person_is_rejected(tenant, people, photo, audited):
     response = verify(people, "alice", photo(BOB[1][1]))
     assert response.status_code == 200
     body = response.json()
-    assert body["match"] is False and body["decision"] == "reject" and body["similarity"] < body["threshold"]
+    # By default a reject does not say how close the probe came; the audit row keeps the score.
+    assert body["match"] is False and body["decision"] == "reject" and body["similarity"] is None
     row = audited(response, "reject")
-    assert row.matched_person_id is None
+    assert row.matched_person_id is None and row.similarity < row.threshold == body["threshold"]
+
+
+def test_a_reject_reveals_its_similarity_only_where_the_policy_says_so(tenant, people, photo, audited):
+    tenant_services.update_policy(tenant.organization, reveal_scores_on_reject=True)
+    response = verify(people, "alice", photo(BOB[1][1]))
+    body = response.json()
+    row = audited(response, "reject")
+    assert (
+        body["similarity"] == pytest.approx(row.similarity, abs=1e-5)
+        and body["similarity"] < body["threshold"]
+    )
 
 
 def test_verify_by_id_as_well_as_external_id(people, photo, audited):
@@ -288,9 +305,9 @@ def test_masked_probe_uses_the_masked_threshold_and_templates(tenant, people, ph
     assert (
         impostor.json()["masked"] is True and impostor.json()["threshold"] == tenant.policy.threshold_masked
     )
-    audited(impostor, "accept" if impostor.json()["match"] else "reject")
+    impostor_row = audited(impostor, "accept" if impostor.json()["match"] else "reject")
     # the mask-aware templates still tell the claimed person from another one behind the mask
-    assert body["similarity"] > impostor.json()["similarity"]
+    assert body["similarity"] > impostor_row.similarity
     assert body["match"] is True
 
 
@@ -325,7 +342,8 @@ def test_verify_refusals_are_answered_and_audited(tenant, other_tenant, people, 
         response = verify(people, ref, photo("img1.jpg"))
         assert response.status_code == 404
         audited(response, "unknown_person")
-    assert not VerificationAttempt.objects.filter(organization=other_tenant.organization).exists()
+    theirs_rows = VerificationAttempt.objects.filter(organization=other_tenant.organization)
+    assert not theirs_rows.exclude(mode="event").exists()  # its own set-up events only
     # no templates
     create_person(people, "newcomer")
     response = verify(people, "newcomer", photo("img1.jpg"))
@@ -372,7 +390,8 @@ def test_erased_person_loses_templates_but_keeps_audit_rows(tenant, people, phot
     audited(verify(people, "alice", photo(ALICE[1][2])), "accept")
     assert people.delete(f"/api/v1/persons/{people.ids['alice']}/").status_code == 204
     assert not FaceTemplate.objects.filter(person_id=people.ids["alice"]).exists()
-    assert VerificationAttempt.objects.filter(claimed_person_id=people.ids["alice"]).count() == 1
+    kept = VerificationAttempt.objects.filter(claimed_person_id=people.ids["alice"])
+    assert kept.filter(mode="verify").count() == 1 and kept.filter(action="person_erase").exists()
     listing = people.get("/api/v1/attempts/?person=alice").json()
     assert listing["count"] == 1 and listing["results"][0]["claimed_external_id"] == "alice"
     # the erased person is no longer found by identify
@@ -468,8 +487,12 @@ def test_async_verify_returns_a_job_to_poll(tenant, pipeline_worker, photo):
         time.sleep(0.3)
     assert polled["status"] == "done", polled
     assert polled["http_status"] == 200 and polled["result"]["match"] is True
-    attempts = VerificationAttempt.objects.filter(organization=tenant.organization)
+    # consumed: the answer (and the pipeline's output) is deleted once handed over
+    assert client.get(f"/api/v1/jobs/{job['id']}/").status_code == 404
+    attempts = VerificationAttempt.objects.filter(organization=tenant.organization, mode="verify")
     assert attempts.count() == 1 and attempts.get().pk == polled["result"]["attempt_id"]
+    # the worker chained its row with the same key as the web process (events included)
+    assert verify_chain(tenant.organization).ok
     # another organization cannot see the job
     stranger = tenant_services.create_organization(slug="stranger", name="Stranger")
     _, key = tenant_services.create_api_key(organization=stranger, name="k", scopes=["verify"])
@@ -492,6 +515,8 @@ def test_async_enroll_and_a_failed_job(tenant, pipeline_worker, photo):
     deadline = time.monotonic() + 90
     while len(results) < 2 and time.monotonic() < deadline:
         for name, answer in (("enroll", job), ("identify", bad)):
+            if name in results:
+                continue  # a finished job is handed over once, then deleted
             polled = client.get(f"/api/v1/jobs/{answer.json()['id']}/").json()
             if polled["status"] in {"done", "failed"}:
                 results[name] = polled
@@ -500,7 +525,7 @@ def test_async_enroll_and_a_failed_job(tenant, pipeline_worker, photo):
     assert FaceTemplate.objects.filter(person_id=person_id).count() == 3
     assert results["identify"]["status"] == "failed" and results["identify"]["http_status"] == 400
     assert results["identify"]["result"]["reason"] == "bad_image"
-    assert VerificationAttempt.objects.get().decision == "bad_image"
+    assert VerificationAttempt.objects.exclude(mode="event").get().decision == "bad_image"
     assert Person.objects.count() == 1
 
 

@@ -133,3 +133,16 @@ def test_the_web_side_never_imports_the_worker_tasks():
         name for name in web if not name.startswith("faceid.worker") and "faceid.worker.tasks" in GRAPH[name]
     }
     assert offenders == set()
+
+
+def test_no_test_module_imports_from_a_conftest():
+    """Fixtures shared across folders live in tests/plugins/ or the root conftest, helpers in plain
+    modules: importing a conftest registers its fixtures twice and runs its side effects again."""
+    offenders = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "conftest":
+                names = {alias.name for alias in node.names}
+                if names - {"REPO_ROOT", "SHARED_DATA"}:  # plain constants are fine
+                    offenders.append(f"{path.relative_to(REPO)}: {sorted(names)}")
+    assert offenders == []

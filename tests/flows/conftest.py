@@ -38,7 +38,21 @@ def gallery(organization: Organization) -> Gallery:
 
 @pytest.fixture
 def attempts(organization: Organization) -> Callable[[], list]:
-    """The organization's audit rows, oldest first."""
+    """The organization's verify/identify audit rows, oldest first (events left out)."""
     from faceid.selectors import attempts_for
 
-    return lambda: list(attempts_for(organization).order_by("seq"))
+    return lambda: list(attempts_for(organization).filter(mode__in=["verify", "identify"]).order_by("seq"))
+
+
+@pytest.fixture
+def make_console_caller(organization: Organization, django_user_model) -> Callable[[str], Caller]:
+    """A console user of the organization with the given role, as a flow caller."""
+
+    def make(role: str) -> Caller:
+        user = django_user_model.objects.create_user(
+            username=f"user{next(_serial)}@example.com", password="x-Very-long-pass-123"
+        )
+        tenant_services.set_membership(organization, user=user, role=role)
+        return Caller(organization=organization, user=user, client_ip="192.0.2.8")
+
+    return make

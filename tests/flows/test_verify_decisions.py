@@ -27,7 +27,7 @@ def test_the_most_similar_frame_decides_and_one_row_is_audited(caller, gallery, 
 
     assert result.match is True and result.decision == "accept"
     assert result.frame == 2 and result.similarity == pytest.approx(0.95, abs=1e-4)
-    assert result.threshold == 0.90 and result.masked is False
+    assert result.threshold == 0.92 and result.masked is False
     assert [f.refusal for f in result.frames] == ["no_face", None, None]
     rows = attempts()
     assert len(rows) == 1
@@ -45,10 +45,12 @@ def test_a_probe_below_the_unmasked_threshold_is_rejected(caller, gallery, attem
 
 def test_a_masked_probe_is_held_to_the_masked_threshold_on_the_mask_aware_variant(caller, gallery):
     gallery.enroll("alice")
-    # 0.85 fails the unmasked threshold (0.90) but passes the masked one (0.80).
-    masked = frame({VARIANT_CUTOUT: [gallery.probe("alice", 0.85, variant=VARIANT_CUTOUT)]}, masked=True)
+    # 0.94 passes the unmasked threshold (0.92) but fails the masked one (0.96); 0.97 passes both.
+    masked = frame({VARIANT_CUTOUT: [gallery.probe("alice", 0.94, variant=VARIANT_CUTOUT)]}, masked=True)
     result = verify(caller, "alice", masked)
-    assert result.match is True and result.masked is True and result.threshold == 0.80
+    assert result.match is False and result.masked is True and result.threshold == 0.96
+    masked = frame({VARIANT_CUTOUT: [gallery.probe("alice", 0.97, variant=VARIANT_CUTOUT)]}, masked=True)
+    assert verify(caller, "alice", masked).match is True
 
 
 def test_a_probe_is_compared_only_with_templates_of_its_own_variant(caller, gallery, attempts):

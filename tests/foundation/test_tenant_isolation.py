@@ -9,8 +9,7 @@ from tenants import selectors as tenant_selectors
 from tenants import services as tenant_services
 from tenants.exceptions import ObjectNotInOrganization
 from tenants.models import ApiKey, Membership
-
-from .conftest import sha
+from tests.plugins.factories import sha
 
 
 @pytest.fixture

@@ -8,8 +8,7 @@ from django.db import IntegrityError, connection, transaction
 from faceid import selectors, services
 from faceid.models import FaceTemplate, Person
 from inference.embedders import available_embedders, embedder_spec
-
-from .conftest import sha, unit
+from tests.plugins.factories import sha, unit
 
 
 def _bulk_gallery(

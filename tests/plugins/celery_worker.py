@@ -33,6 +33,9 @@ from config import celery_app
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = float(os.environ.get("FACEID_TEST_WORKER_READY_TIMEOUT", "90"))
 STOP_TIMEOUT = 20.0
+# The audit chain's key in every test process and in the worker, which writes audit rows when it
+# finishes ?async=true jobs: one chain, one key.
+AUDIT_HMAC_KEY_FOR_TESTS = "test-audit-hmac-key"
 
 # Every broker key of this test session starts with this prefix, in this process (the producer)
 # and in the worker (the consumer); pytest_configure sets it before any test can open a broker
@@ -97,6 +100,7 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory) -> Itera
         "DB_CONN_MAX_AGE": "0",  # hold no connection that would block dropping the test database
         "INFERENCE_WARMUP": "false",
         "PYTHONUNBUFFERED": "1",
+        "AUDIT_HMAC_KEY": AUDIT_HMAC_KEY_FOR_TESTS,
     }
     command = [
         str(Path(sys.executable).with_name("celery")),

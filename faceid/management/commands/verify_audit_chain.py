@@ -1,6 +1,7 @@
 """python manage.py verify_audit_chain <org-slug> [<org-slug> ...] | --all
 
-Prints the result per organization; exits with status 1 when any chain is broken.
+Prints the result per organization: the chain (links, HMACs) and the table against the heads
+published in AUDIT_HEAD_DIR (truncation, rewrites); exits with status 1 when any check fails.
 """
 
 from typing import Any
@@ -8,11 +9,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from faceid.audit import verify_chain
+from faceid.audit_heads import check_heads
 from tenants.models import Organization
 
 
 class Command(BaseCommand):
-    help = "Check the hash chain of organizations' audit logs and report the first broken link."
+    help = "Check organizations' audit chains (and against the published heads); report what broke."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slugs", nargs="*", help="organization slugs")
@@ -31,8 +33,9 @@ class Command(BaseCommand):
         broken = []
         for organization in organizations:
             report = verify_chain(organization)
-            line = f"{organization.slug}: {report}"
-            if report.ok:
+            heads = check_heads(organization)
+            line = f"{organization.slug}: {report}; {heads}"
+            if report.ok and heads.ok:
                 self.stdout.write(line)
             else:
                 self.stdout.write(self.style.ERROR(line))

@@ -1,4 +1,5 @@
-"""Factories (as fixtures) for the foundation tests. Everything runs on the real PostgreSQL+pgvector."""
+"""Factories (as fixtures) for tests in any folder: organizations, users, keys, persons, templates,
+audit rows, a settable clock. Everything runs on the real PostgreSQL+pgvector."""
 
 from __future__ import annotations
 
