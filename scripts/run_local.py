@@ -195,6 +195,8 @@ def local_env(urls: dict[str, str]) -> dict[str, str]:
         "AUDIT_HMAC_KEY": os.environ.get("AUDIT_HMAC_KEY")
         or _read_or_create_secret(VAR / "audit_hmac_key", 48),
         "AUDIT_HEAD_DIR": os.environ.get("AUDIT_HEAD_DIR") or str(VAR / "audit-heads"),
+        # The application may only SELECT and INSERT the audit table (migrations run as the owner).
+        "DATABASE_APP_ROLE": os.environ.get("DATABASE_APP_ROLE", "faceid_app"),
         "PYTHONUNBUFFERED": "1",
     }
 
