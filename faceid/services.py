@@ -24,6 +24,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from faceid import job_records
 from faceid.audit import append_attempt, clean_client_ip, clean_text
 from faceid.events import Action, Actor, record_event
 from faceid.models import (
@@ -186,7 +187,6 @@ def erase_person(organization: Organization, person: Person, *, actor: Actor | N
             "already_erased": locked.is_erased,
         },
     )
-    from faceid import job_records  # async job records of this person (cache), once committed
 
     transaction.on_commit(lambda: job_records.forget_person(organization.pk, locked.pk))
     locked.display_name = ""

@@ -65,7 +65,7 @@ def _multipart(fields: dict[str, str], files: list[tuple[str, str, bytes]]) -> t
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
-def _call(
+def request(
     url: str,
     key: str,
     *,
@@ -73,16 +73,53 @@ def _call(
     body: bytes | None = None,
     content_type: str = "",
     timeout: float = 120.0,
-) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, method=method)
-    request.add_header("Authorization", f"Bearer {key}")
+) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, raw body) of one API call with the key: raw, so that a caller can tell a
+    JSON answer from an HTML error page."""
+    call = urllib.request.Request(url, data=body, method=method)
+    call.add_header("Authorization", f"Bearer {key}")
     if content_type:
-        request.add_header("Content-Type", content_type)
+        call.add_header("Content-Type", content_type)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"{}")
+        with urllib.request.urlopen(call, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def _call(url: str, key: str, **options: object) -> tuple[int, dict]:
+    """(status, JSON body) of one API call."""
+    status, _, raw = request(url, key, **options)  # type: ignore[arg-type]
+    return status, json.loads(raw or b"{}")
+
+
+def create_person(url: str, key: str, external_id: str, display_name: str) -> int:
+    """A new person of the key's organization; exits when the API refuses."""
+    status, body = _call(
+        f"{url}/api/v1/persons/",
+        key,
+        method="POST",
+        content_type="application/json",
+        body=json.dumps({"external_id": external_id, "display_name": display_name}).encode(),
+    )
+    if status != 201:
+        raise SystemExit(f"creating the person {external_id} failed: {status} {body}")
+    return body["id"]
+
+
+def enroll_photos(
+    url: str, key: str, person_id: int, files: list[tuple[str, str, bytes]]
+) -> tuple[int, dict]:
+    """(status, body) of enrolling these (field, filename, bytes) photos of a person."""
+    data, content_type = _multipart({}, files)
+    return _call(
+        f"{url}/api/v1/persons/{person_id}/faces/",
+        key,
+        method="POST",
+        body=data,
+        content_type=content_type,
+        timeout=300,
+    )
 
 
 def _jpeg(path: Path, max_side: int = 800) -> bytes:
@@ -293,25 +330,9 @@ def _machine() -> dict:
 
 
 def enroll_person(url: str, key: str, external_id: str) -> None:
-    status, body = _call(
-        f"{url}/api/v1/persons/",
-        key,
-        method="POST",
-        content_type="application/json",
-        body=json.dumps({"external_id": external_id, "display_name": "Bench person"}).encode(),
-    )
-    if status != 201:
-        raise SystemExit(f"creating the person failed: {status} {body}")
+    person_id = create_person(url, key, external_id, "Bench person")
     files = [("image", name, _jpeg(PORTRAITS / name)) for name in ENROLL_PHOTOS]
-    data, content_type = _multipart({}, files)
-    status, body = _call(
-        f"{url}/api/v1/persons/{body['id']}/faces/",
-        key,
-        method="POST",
-        body=data,
-        content_type=content_type,
-        timeout=300,
-    )
+    status, body = enroll_photos(url, key, person_id, files)
     if status != 201:
         raise SystemExit(f"enrollment failed: {status} {body}")
 

@@ -17,7 +17,6 @@ recorded: on a shared machine the figures are indicative only.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -25,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from toolkit.bench_api import Stack, _call, _jpeg, _machine, _multipart
+from toolkit.bench_api import Stack, _call, _jpeg, _machine, _multipart, create_person, enroll_photos
 from toolkit.json_output import print_and_save
 from toolkit.paths import BENCHMARKS, SHARED_DATA
 
@@ -48,25 +47,9 @@ def lfw_candidates(root: Path) -> list[tuple[str, list[Path]]]:
 
 def enroll(url: str, key: str, name: str, photos: list[Path]) -> Path | None:
     """Create the person and enroll the first photo the pipeline accepts; that photo, or None."""
-    status, body = _call(
-        f"{url}/api/v1/persons/",
-        key,
-        method="POST",
-        content_type="application/json",
-        body=json.dumps({"external_id": name, "display_name": name.replace("_", " ")}).encode(),
-    )
-    if status != 201:
-        raise SystemExit(f"creating {name} failed: {status} {body}")
+    person_id = create_person(url, key, name, name.replace("_", " "))
     for photo in photos[:-1]:  # keep at least one photo to probe with
-        data, content_type = _multipart({}, [("image", photo.name, _jpeg(photo))])
-        status, enrolled = _call(
-            f"{url}/api/v1/persons/{body['id']}/faces/",
-            key,
-            method="POST",
-            body=data,
-            content_type=content_type,
-            timeout=300,
-        )
+        status, enrolled = enroll_photos(url, key, person_id, [("image", photo.name, _jpeg(photo))])
         if status == 201:
             return photo
         if status != 422:  # 422: this photo was refused (blur, pose), another may do

@@ -202,9 +202,8 @@ def record_login_failure(username: str, client_ip: str | None) -> None:
 
 def clear_login_failures(username: str) -> None:
     """After a successful login: that user's own count starts again (the address's does not)."""
-    keys = _failure_keys(
-        "user", username.strip().lower(), getattr(settings, "CONSOLE_LOGIN_FAILURE_LIMIT", None)
-    )
+    (kind, ident, rate), *_ = _login_idents(username, None)
+    keys = _failure_keys(kind, ident, rate)
     if keys is not None:
         try:
             cache.delete(keys[0])

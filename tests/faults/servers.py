@@ -17,14 +17,12 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from toolkit.bench_api import run_manage, spawn, web_command, worker_command
+from toolkit.bench_api import request, run_manage, spawn, web_command, worker_command
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 PG_BIN = Path(os.environ.get("FACEID_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -203,15 +201,7 @@ def http(
     method: str, url: str, key: str, *, body: bytes | None = None, content_type: str = "", timeout: float = 60
 ) -> tuple[int, dict[str, str], bytes]:
     """(status, headers, raw body): raw, so that a test can tell JSON from an HTML error page."""
-    request = urllib.request.Request(url, data=body, method=method)
-    request.add_header("Authorization", f"Bearer {key}")
-    if content_type:
-        request.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+    return request(url, key, method=method, body=body, content_type=content_type, timeout=timeout)
 
 
 def base_env(**overrides: str) -> dict[str, str]:

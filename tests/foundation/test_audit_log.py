@@ -6,18 +6,9 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, connections, transaction
 
 from faceid import audit
-from faceid.audit import AUDIT_TABLE, AUDIT_TRIGGER, GENESIS_HASH, compute_row_hash, verify_chain
+from faceid.audit import AUDIT_TABLE, GENESIS_HASH, compute_row_hash, verify_chain
 from faceid.models import AuditLogIsAppendOnly, VerificationAttempt
-
-
-def _tamper(sql: str, params: list) -> None:
-    """Change audit rows behind the application's back, as a superuser could."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        # Django's foreign keys are deferred; ALTER TABLE refuses to run while their checks are pending.
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute(f"ALTER TABLE {AUDIT_TABLE} DISABLE TRIGGER {AUDIT_TRIGGER}")
-        cursor.execute(sql, params)
-        cursor.execute(f"ALTER TABLE {AUDIT_TABLE} ENABLE TRIGGER {AUDIT_TRIGGER}")
+from tests.plugins.factories import tamper
 
 
 def test_record_attempt_chains_rows_per_organization(org, other_org, record):
@@ -116,7 +107,7 @@ def test_a_row_altered_in_sql_is_reported_as_the_first_broken_link(org, other_or
     rows = [record(org) for _ in range(5)]
     record(other_org)
 
-    _tamper(f"UPDATE {AUDIT_TABLE} SET decision = 'accept', similarity = 0.99 WHERE id = %s", [rows[2].pk])
+    tamper(f"UPDATE {AUDIT_TABLE} SET decision = 'accept', similarity = 0.99 WHERE id = %s", [rows[2].pk])
     report = verify_chain(org)
 
     assert not report.ok
@@ -131,7 +122,7 @@ def test_an_altered_row_with_a_recomputed_hash_breaks_the_next_link(org, record)
     forged.decision = "accept"
     forged_hash = compute_row_hash(forged)
 
-    _tamper(
+    tamper(
         f"UPDATE {AUDIT_TABLE} SET decision = 'accept', row_hash = %s WHERE id = %s",
         [forged_hash, rows[1].pk],
     )
@@ -143,7 +134,7 @@ def test_an_altered_row_with_a_recomputed_hash_breaks_the_next_link(org, record)
 
 def test_a_row_deleted_in_sql_is_reported(org, record):
     rows = [record(org) for _ in range(4)]
-    _tamper(f"DELETE FROM {AUDIT_TABLE} WHERE id = %s", [rows[1].pk])
+    tamper(f"DELETE FROM {AUDIT_TABLE} WHERE id = %s", [rows[1].pk])
 
     report = verify_chain(org)
 
@@ -156,7 +147,7 @@ def test_verify_audit_chain_command_prints_the_result_and_fails_on_a_break(org, 
     call_command("verify_audit_chain", org.slug)
     assert "acme: OK: 3 rows verified" in capsys.readouterr().out
 
-    _tamper(f"UPDATE {AUDIT_TABLE} SET reason = 'nothing to see' WHERE id = %s", [rows[1].pk])
+    tamper(f"UPDATE {AUDIT_TABLE} SET reason = 'nothing to see' WHERE id = %s", [rows[1].pk])
     with pytest.raises(CommandError) as excinfo:
         call_command("verify_audit_chain", org.slug)
 

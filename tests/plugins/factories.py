@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from faceid import services
+from faceid.audit import AUDIT_TABLE, AUDIT_TRIGGER
 from faceid.models import FaceTemplate, Person, VerificationAttempt
 from inference.embedders import embedder_spec
 from tenants import services as tenant_services
@@ -163,3 +165,13 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
 def media_root(settings: Any, tmp_path: Any) -> Any:
     settings.MEDIA_ROOT = str(tmp_path / "media")
     return tmp_path / "media"
+
+
+def tamper(sql: str, params: list) -> None:
+    """Change audit rows behind the application's back, as the table's owner or a superuser could."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Django's foreign keys are deferred; ALTER TABLE refuses to run while their checks are pending.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(f"ALTER TABLE {AUDIT_TABLE} DISABLE TRIGGER {AUDIT_TRIGGER}")
+        cursor.execute(sql, params)
+        cursor.execute(f"ALTER TABLE {AUDIT_TABLE} ENABLE TRIGGER {AUDIT_TRIGGER}")

@@ -7,20 +7,12 @@ import json
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, transaction
+from django.db import transaction
 
 from faceid import audit, audit_heads
-from faceid.audit import AUDIT_TABLE, AUDIT_TRIGGER, canonical_bytes, compute_row_hash, verify_chain
+from faceid.audit import AUDIT_TABLE, canonical_bytes, compute_row_hash, verify_chain
 from faceid.models import VerificationAttempt
-
-
-def _tamper(sql: str, params: list) -> None:
-    """Change audit rows as the table's owner (or a superuser) could."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute(f"ALTER TABLE {AUDIT_TABLE} DISABLE TRIGGER {AUDIT_TRIGGER}")
-        cursor.execute(sql, params)
-        cursor.execute(f"ALTER TABLE {AUDIT_TABLE} ENABLE TRIGGER {AUDIT_TRIGGER}")
+from tests.plugins.factories import tamper
 
 
 def _forge_rest_of_chain(org, from_seq: int, make_hash) -> None:
@@ -30,7 +22,7 @@ def _forge_rest_of_chain(org, from_seq: int, make_hash) -> None:
     for row in rows[from_seq - 1 :]:
         row.prev_hash = prev
         new_hash = make_hash(row)
-        _tamper(
+        tamper(
             f"UPDATE {AUDIT_TABLE} SET decision = %s, prev_hash = %s, row_hash = %s, hash_version = %s "
             "WHERE id = %s",
             [row.decision, prev, new_hash, row.hash_version, row.pk],
@@ -55,7 +47,7 @@ def test_a_chain_recomputed_without_the_key_is_reported(org, record):
     # contents), or downgrades the rows to version 1: neither verifies.
     with transaction.atomic():
         VerificationAttempt.objects.filter(organization=org, seq=2)  # nothing changes through the ORM
-    _tamper(f"UPDATE {AUDIT_TABLE} SET decision = 'accept' WHERE organization_id = %s AND seq = 2", [org.pk])
+    tamper(f"UPDATE {AUDIT_TABLE} SET decision = 'accept' WHERE organization_id = %s AND seq = 2", [org.pk])
 
     def sha_v2(row):
         return hashlib.sha256(canonical_bytes(row)).hexdigest()
@@ -108,7 +100,7 @@ def test_published_heads_catch_truncation_and_rewrites(org, other_org, record, c
     assert "published heads: 1 checked, all match" in capsys.readouterr().out
 
     # Delete the two newest rows: what is left is a valid, shorter chain...
-    _tamper(f"DELETE FROM {AUDIT_TABLE} WHERE organization_id = %s AND seq > 2", [org.pk])
+    tamper(f"DELETE FROM {AUDIT_TABLE} WHERE organization_id = %s AND seq > 2", [org.pk])
     assert verify_chain(org).ok
     # ...which the published head exposes.
     report = audit_heads.check_heads(org)
@@ -126,7 +118,7 @@ def test_published_heads_catch_truncation_and_rewrites(org, other_org, record, c
 def test_a_rewritten_published_row_is_reported_and_forged_head_lines_are_refused(org, record, settings):
     rows = [record(org) for _ in range(2)]
     audit_heads.publish_heads()
-    _tamper(f"UPDATE {AUDIT_TABLE} SET row_hash = %s WHERE id = %s", ["f" * 64, rows[1].pk])
+    tamper(f"UPDATE {AUDIT_TABLE} SET row_hash = %s WHERE id = %s", ["f" * 64, rows[1].pk])
 
     report = audit_heads.check_heads(org)
     assert not report.ok and "REWRITTEN: row seq 2" in str(report)
@@ -149,7 +141,7 @@ def test_a_rewritten_published_row_is_reported_and_forged_head_lines_are_refused
 
 def test_a_broken_chain_is_never_published(org, record):
     rows = [record(org) for _ in range(2)]
-    _tamper(f"UPDATE {AUDIT_TABLE} SET reason = 'x' WHERE id = %s", [rows[0].pk])
+    tamper(f"UPDATE {AUDIT_TABLE} SET reason = 'x' WHERE id = %s", [rows[0].pk])
     assert audit_heads.publish_heads() == 0
     assert not audit_heads.head_file(org).exists()
 
