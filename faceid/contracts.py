@@ -2,10 +2,12 @@
 
 The web side (faceid.flows) sends a :class:`PipelineRequest` to the worker task
 ``faceid.worker.tasks.run_pipeline``; the worker answers a :class:`PipelineOutput` with one
-:class:`FrameResult` per image, in order. When the task cannot answer, the web side describes what
-went wrong as a :class:`PipelineFailure`. Celery carries JSON only, so every class here has
-``to_json()`` and ``from_json()``; ``from_json`` refuses a malformed document with
-:class:`ContractError` instead of letting a ``KeyError`` surface three modules away.
+:class:`FrameResult` per image, in order (and, for each further model the request names in
+``also_embed``, the same frames embedded with that model: identify during a model switch). When
+the task cannot answer, the web side describes what went wrong as a :class:`PipelineFailure`.
+Celery carries JSON only, so every class here has ``to_json()`` and ``from_json()``;
+``from_json`` refuses a malformed document with :class:`ContractError` instead of letting a
+``KeyError`` surface three modules away.
 
 Pure Python: imported by the worker (with torch) and the web process (without).
 """
@@ -19,10 +21,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from inference.embedders import deployable_embedders
 from inference.variants import PROBE_STRATEGIES, STRATEGY_CUTOUT, VARIANTS
 
 # A burst of camera frames or a batch of enrollment photos: the most images one call may carry.
 MAX_IMAGES = 16
+# Further models one probe may be embedded with (`PipelineRequest.also_embed`): a model switch
+# leaves one old model serving; each one more costs the whole pipeline again per frame.
+MAX_ALSO_EMBED = 2
 
 PipelineKind = Literal["enroll", "probe"]
 FailureKind = Literal["timeout", "input", "failed"]
@@ -76,6 +82,13 @@ class PipelineRequest:
     mask_threshold: float
     strategy: str = STRATEGY_CUTOUT  # probe: which mask-aware variant a masked frame is embedded for
     allow_masked: bool = False  # enroll: whether a photo with a mask on may be enrolled
+    # probe: an unmasked frame also carries its mask-aware vector, because the frames will meet
+    # photos that exist only in the mask-aware space (enrolled with a mask on, or unsure).
+    mask_aware: bool = False
+    # probe: further deployable models to embed the same frames with, besides `embedder`. Identify
+    # during a model switch searches each serving model's gallery with that model's own vectors
+    # (PipelineOutput.also). Empty in the common case: one model, one embedding per frame.
+    also_embed: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in ("enroll", "probe"):
@@ -91,6 +104,27 @@ class PipelineRequest:
             raise ContractError("bad_argument", "mask_threshold must be within [0, 1]")
         if self.strategy not in PROBE_STRATEGIES:
             raise ContractError("bad_argument", f"unknown mask strategy {self.strategy!r}")
+        object.__setattr__(self, "also_embed", self._checked_also_embed())
+
+    def _checked_also_embed(self) -> tuple[str, ...]:
+        models = self.also_embed
+        if not isinstance(models, list | tuple) or not all(isinstance(m, str) and m for m in models):
+            raise ContractError("bad_argument", "also_embed must be a list of model names")
+        if models and self.kind != "probe":
+            raise ContractError("bad_argument", "only a probe may be embedded with further models")
+        if len(models) > MAX_ALSO_EMBED:
+            raise ContractError("bad_argument", f"at most {MAX_ALSO_EMBED} further models per call")
+        if len(set(models)) != len(models) or self.embedder in models:
+            raise ContractError("bad_argument", "also_embed repeats a model")
+        deployable = set(deployable_embedders()) if models else set()
+        unknown = [m for m in models if m not in deployable]
+        if unknown:
+            raise ContractError("bad_argument", f"also_embed names models that are not deployable: {unknown}")
+        return tuple(models)
+
+    def models(self) -> tuple[str, ...]:
+        """Every model the frames are embedded with, `embedder` first."""
+        return (self.embedder, *self.also_embed)
 
     def images(self) -> list[bytes]:
         return [decode_image_text(text, index=i)[0] for i, text in enumerate(self.images_b64)]
@@ -103,6 +137,8 @@ class PipelineRequest:
             "mask_threshold": float(self.mask_threshold),
             "strategy": self.strategy,
             "allow_masked": self.allow_masked,
+            "mask_aware": self.mask_aware,
+            "also_embed": list(self.also_embed),
         }
 
     @classmethod
@@ -118,6 +154,8 @@ class PipelineRequest:
             mask_threshold=_number(data.get("mask_threshold"), "mask_threshold"),
             strategy=data.get("strategy", STRATEGY_CUTOUT),
             allow_masked=bool(data.get("allow_masked", False)),
+            mask_aware=bool(data.get("mask_aware", False)),
+            also_embed=data.get("also_embed") or (),
         )
 
 
@@ -172,6 +210,9 @@ class FrameResult:
     quality: Quality | None = None
     masked: bool | None = None
     mask_probability: float | None = None
+    # The mask probability lies in the unsure band: the frame carries both spaces' vectors and is
+    # decided by the stricter comparison. None from a worker that did not say.
+    mask_unsure: bool | None = None
     # Template variant -> the vectors to compare for it (L2-normalised).
     embeddings: dict[str, list[list[float]]] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -202,6 +243,7 @@ class FrameResult:
             "quality": self.quality.to_json() if self.quality is not None else None,
             "masked": self.masked,
             "mask_probability": self.mask_probability,
+            "mask_unsure": self.mask_unsure,
             "embeddings": {variant: [list(v) for v in vs] for variant, vs in self.embeddings.items()},
             "timings_ms": dict(self.timings_ms),
             "decode_error": self.decode_error.__dict__ if self.decode_error is not None else None,
@@ -225,6 +267,7 @@ class FrameResult:
                 quality=Quality.from_json(data["quality"]) if data.get("quality") is not None else None,
                 masked=None if data.get("masked") is None else bool(data["masked"]),
                 mask_probability=None if probability is None else float(probability),
+                mask_unsure=None if data.get("mask_unsure") is None else bool(data["mask_unsure"]),
                 embeddings={
                     variant: [[float(x) for x in vector] for vector in vectors]
                     for variant, vectors in embeddings.items()
@@ -239,16 +282,61 @@ class FrameResult:
 
 
 @dataclass(frozen=True)
+class ModelFrames:
+    """The call's frames as one model embedded them: a model of `PipelineRequest.also_embed`, or
+    the request's own model (`PipelineOutput.frames_of`). One FrameResult per image, in order."""
+
+    model_name: str
+    model_version: str
+    results: tuple[FrameResult, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "results": [r.to_json() for r in self.results],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> ModelFrames:
+        data = _mapping(data, "model frames")
+        return cls(
+            model_name=str(data.get("model_name", "")),
+            model_version=str(data.get("model_version", "")),
+            results=_results(data.get("results")),
+        )
+
+
+@dataclass(frozen=True)
 class PipelineOutput:
+    """The request's model's frames (`results`), and the same frames embedded with each model of
+    `also_embed` (`also`, in the request's order; empty for verify and enroll)."""
+
     model_name: str
     model_version: str
     device: str
     results: tuple[FrameResult, ...]
+    also: tuple[ModelFrames, ...] = ()
+
+    def __post_init__(self) -> None:
+        for extra in self.also:
+            if len(extra.results) != len(self.results):
+                raise ContractError(
+                    "bad_output",
+                    f"{extra.model_name}: {len(extra.results)} frames for {len(self.results)} images",
+                )
 
     @property
     def pipeline_ms(self) -> float:
-        """Time the worker spent in the pipeline stages for all images of the call."""
-        return round(sum(sum(r.timings_ms.values()) for r in self.results), 1)
+        """Time the worker spent in the pipeline stages for all images of the call, all models."""
+        frames = [*self.results, *(r for extra in self.also for r in extra.results)]
+        return round(sum(sum(r.timings_ms.values()) for r in frames), 1)
+
+    def frames_of(self, model_name: str) -> ModelFrames | None:
+        """The frames as `model_name` embedded them (None when the call did not embed with it)."""
+        if model_name == self.model_name:
+            return ModelFrames(self.model_name, self.model_version, self.results)
+        return next((extra for extra in self.also if extra.model_name == model_name), None)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -256,20 +344,28 @@ class PipelineOutput:
             "model_version": self.model_version,
             "device": self.device,
             "results": [r.to_json() for r in self.results],
+            "also": [extra.to_json() for extra in self.also],
         }
 
     @classmethod
     def from_json(cls, data: Any) -> PipelineOutput:
         data = _mapping(data, "pipeline output")
-        results = data.get("results")
-        if not isinstance(results, list):
-            raise ContractError("bad_output", "results must be a list")
+        also = data.get("also") or []
+        if not isinstance(also, list):
+            raise ContractError("bad_output", "also must be a list")
         return cls(
             model_name=str(data.get("model_name", "")),
             model_version=str(data.get("model_version", "")),
             device=str(data.get("device", "")),
-            results=tuple(FrameResult.from_json(r) for r in results),
+            results=_results(data.get("results")),
+            also=tuple(ModelFrames.from_json(extra) for extra in also),
         )
+
+
+def _results(results: Any) -> tuple[FrameResult, ...]:
+    if not isinstance(results, list):
+        raise ContractError("bad_output", "results must be a list")
+    return tuple(FrameResult.from_json(r) for r in results)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -144,3 +145,8 @@ def forget_person(organization_id: int, person_id: int) -> int:
         delete(record)
         deleted += 1
     return deleted
+
+
+def new_job_id() -> str:
+    """A fresh, unguessable job id (the API's job URL)."""
+    return uuid.uuid4().hex

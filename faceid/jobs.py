@@ -18,6 +18,11 @@ soon as the job is finished.
 
 ``purge_expired_images`` (Celery beat, see CELERY_BEAT_SCHEDULE) deletes kept images past their
 retention.
+
+A model switch's job (faceid.model_switch) is a job of kind ``model_switch``: ``run_model_switch``
+chains, per person to re-embed, the pipeline task with ``store_switch_templates``. Its record only
+names the switch: get_job reads its status and progress (done/total) from the database, and a read
+does not consume it (it expires with FACEID_JOB_TTL_SECONDS; the console shows the switch anyway).
 """
 
 from __future__ import annotations
@@ -34,10 +39,11 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from faceid import job_records, services
+from faceid import job_records, model_switch, services, switch_reembed
 from faceid.contracts import ContractError, PipelineFailure, PipelineOutput
 from faceid.flows.common import Caller, FlowCall, FlowError, PreparedCall
 from faceid.flows.runner import PIPELINE_TASK, finish
+from faceid.models import ModelSwitch
 from faceid.task_results import TaskInputError
 
 logger = logging.getLogger(__name__)
@@ -148,6 +154,11 @@ def get_job(caller: Caller, job_id: str) -> dict[str, Any] | None:
     record = job_records.load(job_id)
     if record is None or record.get("organization_id") != caller.organization.pk:
         return None
+    if record.get("kind") == model_switch.JOB_KIND:
+        # Progress lives in the database; the record only names the switch (and is kept when read).
+        switches = ModelSwitch.objects.filter(organization=caller.organization)
+        switch = switches.filter(pk=record.get("switch_id")).first()
+        return model_switch.job_record(switch) if switch is not None else None
     if record["status"] in (DONE, FAILED):
         # Consumed: the answer is handed over once and not kept (it names a person, maybe a match).
         job_records.delete(record)
@@ -198,3 +209,79 @@ def purge_expired_images() -> int:
     count = services.purge_expired_images()
     logger.info("purged %d expired kept images", count)
     return count
+
+
+# --- model switches (faceid.model_switch) ------------------------------------------------------------
+
+
+@shared_task(name="faceid.jobs.run_model_switch", acks_late=True)
+def run_model_switch(switch_id: int) -> list[str]:
+    """A model switch's job: one chain per person to re-embed (the pipeline task on `inference`,
+    then store_switch_templates here on `default`). Persons without a kept photo are listed for
+    re-enrollment by switch_reembed.plan. Returns the ids of the storing tasks (tests wait on them)."""
+    ids = []
+    for item in switch_reembed.plan(switch_id):
+        pipeline_id, store_id = str(uuid.uuid4()), str(uuid.uuid4())
+        person = {"switch_id": switch_id, "person_id": item.person_id, "sources": list(item.sources)}
+        pipeline = current_app.signature(
+            PIPELINE_TASK,
+            args=[item.request.to_json()],
+            task_id=pipeline_id,
+            link_error=switch_pipeline_failed.s(store_id=store_id, **person),
+        )
+        store = store_switch_templates.signature(
+            kwargs={**person, "pipeline_task_id": pipeline_id}, task_id=store_id
+        )
+        chain(pipeline, store).apply_async()
+        ids.append(store_id)
+    return ids
+
+
+@shared_task(name="faceid.jobs.store_switch_templates", acks_late=True)
+def store_switch_templates(
+    pipeline_output: dict | None,
+    *,
+    switch_id: int,
+    person_id: int,
+    sources: list[str],
+    pipeline_task_id: str | None = None,
+    error: str = "",
+) -> str:
+    """Store one person's new-model templates (or list them for re-enrollment), then delete the
+    pipeline's output (embeddings) from the result backend. Returns the person's state."""
+    state = switch_reembed.store_reembedded(switch_id, person_id, sources, pipeline_output, error=error)
+    job_records.forget_result(pipeline_task_id)
+    return state
+
+
+@shared_task(name="faceid.jobs.switch_pipeline_failed", ignore_result=True)
+def switch_pipeline_failed(
+    request: Any,
+    exc: BaseException,
+    traceback: Any,
+    *,
+    switch_id: int,
+    person_id: int,
+    sources: list[str],
+    store_id: str,
+) -> None:
+    """Error callback of a re-embedding pipeline task: the person is listed for re-enrollment by a
+    storing task under ``settling_task_id(store_id)`` (Celery marks the chain's own storing task
+    failed with the pipeline's exception; whoever waits on it then waits on this one)."""
+    task_id = getattr(request, "id", None)
+    logger.error("re-embedding task %s (switch %s) failed: %r", task_id, switch_id, exc)
+    store_switch_templates.apply_async(
+        args=[None],
+        kwargs={
+            "switch_id": switch_id,
+            "person_id": person_id,
+            "sources": sources,
+            "error": f"re-embedding failed (reference {task_id})",
+        },
+        task_id=settling_task_id(store_id),
+    )
+
+
+def settling_task_id(store_id: str) -> str:
+    """The id of the storing task that settles a person whose re-embedding pipeline task failed."""
+    return f"{store_id}-settled"

@@ -156,6 +156,8 @@ class AuditAction(models.TextChoices):
     LOGIN = "login", "Login"
     LOGIN_FAILED = "login_failed", "Failed login"
     CSV_EXPORT = "csv_export", "Audit log exported as CSV"
+    MODEL_SWITCH_START = "model_switch_start", "Model switch started"
+    MODEL_SWITCH_COMPLETE = "model_switch_complete", "Model switch completed"
 
 
 class AuditLogIsAppendOnly(Exception):
@@ -388,3 +390,82 @@ class LockoutEntry(models.Model):
 
     def __str__(self) -> str:
         return f"lockout entry {self.pk} {self.subject} {self.state} x{self.comparisons}"
+
+
+# --- model switches (faceid.model_switch) --------------------------------------------------------
+
+
+class ModelSwitchStatus(models.TextChoices):
+    RUNNING = "running", "Running: new templates are being computed"
+    COMPLETED = "completed", "Completed: every person re-embedded or listed for re-enrollment"
+
+
+class ModelSwitch(models.Model):
+    """An organization's policy changing model: what served before (model, version, thresholds),
+    what serves now, and how far the re-embedding job has got. While it runs, a person's old
+    templates serve with the old thresholds until their new ones exist (faceid.model_switch)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="model_switches")
+    old_model_name = models.CharField(max_length=48)
+    old_model_version = models.CharField(max_length=64, blank=True)
+    old_threshold_unmasked = models.FloatField()
+    old_threshold_masked = models.FloatField()
+    new_model_name = models.CharField(max_length=48)
+    new_model_version = models.CharField(max_length=64)
+    status = models.CharField(
+        max_length=16, choices=ModelSwitchStatus.choices, default=ModelSwitchStatus.RUNNING
+    )
+    # The background job (faceid.jobs) whose record the API's job status reads: GET /api/v1/jobs/{id}/.
+    job_id = models.CharField(max_length=32, blank=True)
+    started_at = models.DateTimeField(default=timezone.now, editable=False)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=ModelSwitchStatus.values), name="faceid_switch_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(old_model_name=F("new_model_name")), name="faceid_switch_changes_model"
+            ),
+            # At most one running switch per organization: the policy cannot change model meanwhile.
+            models.UniqueConstraint(
+                fields=["organization"],
+                condition=Q(status="running"),
+                name="faceid_switch_one_running_per_org",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"switch {self.pk} {self.old_model_name} -> {self.new_model_name} ({self.status})"
+
+
+class SwitchPersonState(models.TextChoices):
+    PENDING = "pending", "Waiting for the new model's templates"
+    REEMBEDDED = "reembedded", "New templates computed from kept enrollment photos"
+    NEEDS_ENROLLMENT = "needs_enrollment", "Must be enrolled again (no usable kept photo)"
+
+
+class ModelSwitchPerson(models.Model):
+    """One person's progress in a switch: the job's done/total and the re-enrollment list."""
+
+    switch = models.ForeignKey(ModelSwitch, on_delete=models.CASCADE, related_name="persons")
+    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(
+        max_length=24, choices=SwitchPersonState.choices, default=SwitchPersonState.PENDING
+    )
+    reason = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["switch_id", "person_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["switch", "person"], name="faceid_switch_person_unique"),
+            models.CheckConstraint(
+                condition=Q(state__in=SwitchPersonState.values), name="faceid_switch_person_state_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"person {self.person_id} in switch {self.switch_id}: {self.state}"

@@ -6,6 +6,10 @@ Modes:
   mouth points the mesh can only guess. Their template positions come from
   `toolkit.dev.derive_eye_template` (unmasked faces aligned with "five_point", averaged).
 - "mesh": the same, fitted on a larger set of rigid mesh points (eyes, brows, nose).
+- "yunet": YuNet's own five points (`DetectedFace.points5`: eye centres, nose tip, mouth corners)
+  fitted to the template's five points, the same least-squares similarity as "five_point"; for
+  templates whose five points are those (ARCFACE_112 and the templates derived from it). A face
+  YuNet did not see (points5 None) falls back to "five_point" on the mesh.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import numpy as np
 from inference.detect import DetectedFace
 from inference.templates import ARCFACE_112, DLIB_150, TEMPLATES, AlignTemplate
 
-ALIGN_MODES = ("five_point", "eyes", "mesh")
+ALIGN_MODES = ("five_point", "eyes", "mesh", "yunet")
 
 # The templates themselves are plain data in inference.templates (the model registry reads them
 # without OpenCV); they are re-exported here for the code that aligns faces.
@@ -31,6 +35,7 @@ __all__ = [
     "AlignTemplate",
     "align_face",
     "alignment_matrix",
+    "derived_positions",
     "estimate_similarity",
     "transform_points",
     "warp_to_template",
@@ -83,6 +88,15 @@ def alignment_matrix(
     face: DetectedFace, template: AlignTemplate = DLIB_150, *, mode: str = "five_point"
 ) -> np.ndarray:
     """The 2x3 similarity taking the face's image pixels to the template's crop pixels."""
+    if mode == "yunet":
+        if template.mesh_indices != ARCFACE_112.mesh_indices:
+            raise ValueError(
+                f"mode 'yunet' needs a template of eye centres, nose tip and mouth corners; "
+                f"{template.name!r} has other points"
+            )
+        if face.points5 is not None:
+            return estimate_similarity(face.points5, template.points)
+        mode = "five_point"
     src, dst = _correspondences(face.landmarks, template, mode)
     return estimate_similarity(src, dst)
 
@@ -153,7 +167,7 @@ def _correspondences(
         return template.source_points(landmarks), template.points
     if mode in ("eyes", "mesh"):
         indices = EYE_MESH_INDICES if mode == "eyes" else MESH_MODE_INDICES
-        positions = DERIVED_POSITIONS.get(template.name)
+        positions = derived_positions(template)
         if positions is None:
             raise ValueError(
                 f"no derived mesh positions for template {template.name!r}; mode {mode!r} needs them"
@@ -161,6 +175,24 @@ def _correspondences(
         dst = np.array([positions[index] for index in indices], dtype=np.float64)
         return np.asarray(landmarks, dtype=np.float64)[list(indices), :2], dst
     raise ValueError(f"unknown alignment mode {mode!r}; expected one of {ALIGN_MODES}")
+
+
+def derived_positions(template: AlignTemplate) -> dict[int, tuple[float, float]] | None:
+    """Mean template-space positions of the mesh points the "eyes" and "mesh" modes fit.
+
+    Measured for dlib_150 and arcface_112 (below). A template of the same five points as
+    ARCFACE_112 (intel_128, the fusion canvas) gets ArcFace's positions carried over by the
+    least-squares similarity between the two five-point sets: exact for a scaled copy of
+    ArcFace, and for other proportions the same fit its "five_point" mode makes.
+    """
+    positions = DERIVED_POSITIONS.get(template.name)
+    if positions is not None or template.mesh_indices != ARCFACE_112.mesh_indices:
+        return positions
+    matrix = estimate_similarity(ARCFACE_112.points, template.points)
+    arcface = DERIVED_POSITIONS[ARCFACE_112.name]
+    keys = list(arcface)
+    moved = transform_points(np.array([arcface[k] for k in keys], dtype=np.float64), matrix)
+    return {key: (float(x), float(y)) for key, (x, y) in zip(keys, moved, strict=True)}
 
 
 # Mean template-space positions of mesh points, written by toolkit/dev/derive_eye_template.py:

@@ -2,23 +2,24 @@
 
 decode -> detect (the largest face in the frame) -> quality -> align -> mask decision -> embed.
 
-Mask-aware matching: a masked probe is compared with templates that look like it. For every
-unmasked enrollment photo the pipeline stores the full-face template and two mask-aware ones:
-`masked_synthetic` (a procedural mask rendered on the photo from the mesh) and `masked_cutout`
-(the aligned chip with the lower face blanked, the original system's variant). A probe carries
-one vector per variant it should be compared with: an unmasked probe its full face, a masked
-probe its own face for the synthetic gallery and its blanked chip for the cutout gallery.
+Mask-aware matching, on both sides (inference.comparison decides the space): an unmasked
+enrollment photo gives the full-face template and two mask-aware ones, `masked_synthetic`
+(procedural masks rendered from the mesh) and `masked_cutout` (the lower face blanked); a photo
+with a mask on only the mask-aware ones. A probe carries its full face when unmasked and its
+mask-aware vector when masked (for the synthetic gallery its own face, or renders when it has no
+mask); both when its mask decision is unsure or the caller asks (`mask_aware`). The common case,
+an unmasked probe, costs one embedding. Which kinds of vector (inference.vector_kinds) a photo or
+probe needs is `enrollment_kinds` / `probe_kinds`; the evaluation embeds all (`embed_kinds`).
 
 Matching options, chosen on development data outside the LFW test pairs (the numbers are in
-docs/benchmarks/README.md): full faces are aligned on the five points (`align_mode`); the
+docs/benchmarks/README.md): full faces are aligned as the embedder's spec says
+(`spec.input.align_mode`, the five points unless measured otherwise; `align_mode` overrides); the
 mask-aware variants, on both sides (gallery and masked probe), on the eye, brow and nose mesh
 points (`masked_align_mode="mesh"`: a better fit when the mouth is hidden); the synthetic
 template is the mean of three renders (`synthetic_masks_per_photo`); every template is
-flip-averaged. `jitter`
-(probes) and `enroll_jitter` (enrolled full-face and cutout templates) add that many slightly
-perturbed copies of the chip (dlib's jitter: up to 3 degrees, 3% scale, 2% shift; a fixed
-seed, so a photo always gives the same vector) and average them: neither gained anything
-measurable and each copy costs an embedding, so both are off by default.
+flip-averaged. `jitter` (probes) and `enroll_jitter` (enrolled templates) average that many
+perturbed copies of the chip (dlib's jitter: up to 3 degrees, 3% scale, 2% shift; a fixed seed):
+neither gained anything measurable and each copy costs an embedding, so both are off by default.
 
 A worker keeps one pipeline per model and device (`get_pipeline`, a small LRU cache): what differs
 between organizations (the mask threshold, the mask strategy) is an argument of each call.
@@ -26,23 +27,22 @@ between organizations (the mask threshold, the mask strategy) is an argument of 
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
 
 import cv2
 import numpy as np
 
 from inference.align import ALIGN_MODES, DLIB_150, align_face, alignment_matrix
+from inference.cpu_compile import frozen_copy
 from inference.detect import DetectedFace, FaceDetector, get_face_detector
 from inference.device import resolve_device
 from inference.embedders import DEFAULT_EMBEDDER, create_embedder
 from inference.embedders.base import Embedder
+from inference.lru_cache import LruCache
 from inference.mask.classifier import MaskClassifier, get_mask_classifier
-from inference.mask.occlusion import blank_lower_face
+from inference.mask.occlusion import blank_lower_face, lower_face_row
 from inference.mask.render import render_synthetic_mask
 from inference.quality import QualityReport, assess_quality
 from inference.variants import (
@@ -52,7 +52,16 @@ from inference.variants import (
     VARIANT_FULL,
     VARIANT_SYNTHETIC,
     is_masked,
-    probe_variant,
+    is_unsure,
+)
+from inference.vector_kinds import (  # re-exported: the evaluation tools import them from here
+    KIND_CUTOUT,
+    KIND_FULL,
+    KIND_OWN,
+    KIND_RENDERED,
+    KINDS,
+    enrollment_kinds,
+    probe_kinds,
 )
 
 # dlib's jitter_image: rotation up to 3 degrees, the face 0-3% smaller, shifted up to 2%.
@@ -74,6 +83,7 @@ class FaceResult:
     quality: QualityReport | None = None
     masked: bool | None = None
     mask_probability: float | None = None
+    mask_unsure: bool | None = None  # the mask probability lies in the unsure band
     embeddings: dict[str, list[np.ndarray]] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -102,6 +112,7 @@ class FaceResult:
             "quality": quality,
             "masked": self.masked,
             "mask_probability": None if self.mask_probability is None else round(self.mask_probability, 4),
+            "mask_unsure": self.mask_unsure,
             "embeddings": {k: [v.astype(float).tolist() for v in vs] for k, vs in self.embeddings.items()},
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }
@@ -128,9 +139,9 @@ class FacePipeline:
         *,
         device: str = "auto",
         mask_threshold: float = DEFAULT_MASK_THRESHOLD,
-        cutout_start_row: int = 76,
+        cutout_start_row: int | None = None,
         synthetic_masks_per_photo: int = 3,
-        align_mode: str = "five_point",
+        align_mode: str | None = None,
         masked_align_mode: str | None = "mesh",
         jitter: int = 0,
         enroll_jitter: int = 0,
@@ -147,13 +158,20 @@ class FacePipeline:
             # On the CPU, frozen TorchScript copies of both networks (convolution, batch norm
             # and activation fused): the two forwards of a probe take about a third less time.
             width, height = self.embedder.spec.input_size
-            self.embedder = _frozen_copy(self.embedder, "module", (3, height, width))
+            self.embedder = frozen_copy(self.embedder, "module", (3, height, width))
             size = getattr(self.mask_classifier, "input_size", None)
             if isinstance(size, int):
-                self.mask_classifier = _frozen_copy(self.mask_classifier, "model", (3, size, size))
+                self.mask_classifier = frozen_copy(self.mask_classifier, "model", (3, size, size))
         self.mask_threshold = mask_threshold
+        # None: cut below the template's nose (occlusion.lower_face_row); a number: a dlib row, scaled.
         self.cutout_start_row = cutout_start_row
+        spec = self.embedder.spec
+        self.cutout_row = lower_face_row(spec.template)
+        # The blanked rows take the network's mean colour (zeros after normalisation), in RGB.
+        bgr = getattr(spec.input, "channel_order", "rgb") == "bgr"
+        self.cutout_fill = tuple(float(v) for v in (spec.input.mean[::-1] if bgr else spec.input.mean))
         self.synthetic_masks_per_photo = synthetic_masks_per_photo
+        align_mode = align_mode or getattr(spec.input, "align_mode", "five_point")
         for mode in (align_mode, masked_align_mode):
             if mode is not None and mode not in ALIGN_MODES:
                 raise ValueError(f"unknown alignment mode {mode!r}; choose from {ALIGN_MODES}")
@@ -173,6 +191,7 @@ class FacePipeline:
             "model_version": self.embedder.spec.version,
             "mask_threshold": self.mask_threshold,
             "cutout_start_row": self.cutout_start_row,
+            "cutout_row": self.cutout_row if self.cutout_start_row is None else None,
             "synthetic_masks_per_photo": self.synthetic_masks_per_photo,
             "align_mode": self.align_mode,
             "masked_align_mode": self.masked_align_mode,
@@ -195,7 +214,8 @@ class FacePipeline:
         """
         result = FaceResult(refusal=None)
         with _Stopwatch(result.timings_ms, "detect"):
-            faces = self.detector.detect(rgb)
+            # YuNet's points cost a second detector pass per face: only when an alignment uses them.
+            faces = self.detector.detect(rgb, points5="yunet" in (self.align_mode, self.masked_align_mode))
         if not faces:
             result.refusal = "no_face"
             return result
@@ -217,8 +237,10 @@ class FacePipeline:
         with _Stopwatch(result.timings_ms, "mask"):
             chip = align_face(rgb, face, DLIB_150)
             probability = float(self.mask_classifier.predict_proba([chip])[0])
+        threshold = self._mask_threshold(mask_threshold)
         result.mask_probability = probability
-        result.masked = is_masked(probability, self._mask_threshold(mask_threshold))
+        result.masked = is_masked(probability, threshold)
+        result.mask_unsure = is_unsure(probability, threshold)
         return result
 
     def enroll(
@@ -253,22 +275,52 @@ class FacePipeline:
         *,
         mask_threshold: float | None = None,
         strategy: str = STRATEGY_SYNTHETIC,
+        mask_aware: bool = False,
     ) -> list[FaceResult]:
-        """One result per frame; each usable frame carries the vectors verification compares."""
-        # The variant a frame is embedded as, by its mask decision; an unknown strategy fails here.
-        variants = {masked: probe_variant(strategy, masked=masked) for masked in (False, True)}
+        """One result per frame; each usable frame carries the vectors verification compares.
+
+        mask_aware: also the mask-aware vector of an unmasked frame (the caller will meet photos
+        that exist only in the mask-aware space); an unsure frame carries it anyway.
+        """
+        probe_kinds(strategy, masked=False, unsure=False)  # an unknown strategy fails here
         mask_threshold = self._mask_threshold(mask_threshold)
         results = [self.analyze(rgb, strict=False, mask_threshold=mask_threshold) for rgb in images]
         jobs: list[tuple[int, str, list[np.ndarray]]] = []
         for index, (rgb, result) in enumerate(zip(images, results, strict=True)):
             if not result.ok:
                 continue
+            kinds = probe_kinds(
+                strategy, masked=bool(result.masked), unsure=bool(result.mask_unsure), mask_aware=mask_aware
+            )
             with _Stopwatch(result.timings_ms, "align"):
-                variant = variants[bool(result.masked)]
-                crops = self._crops(rgb, result.face, variant)
-                if variant == VARIANT_CUTOUT:
-                    crops = [self._cutout(crop) for crop in crops]
-                jobs.append((index, variant, crops))
+                for variant, kind in kinds.items():
+                    jobs.append((index, variant, self._kind_crops(rgb, result, kind, copies=self.jitter)))
+        self._embed_into(results, jobs)
+        return results
+
+    def embed_kinds(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        kinds: Sequence[str] = KINDS,
+        copies: int | None = None,
+        mask_threshold: float | None = None,
+    ) -> list[FaceResult]:
+        """Every face found (no policy enforced) with one vector per kind, keyed by kind: what
+        the evaluation computes once per image and picks enrollment and probe vectors from."""
+        unknown = [kind for kind in kinds if kind not in KINDS]
+        if unknown:
+            raise ValueError(f"unknown vector kinds {unknown}; choose from {KINDS}")
+        mask_threshold = self._mask_threshold(mask_threshold)
+        results = [self.analyze(rgb, strict=False, mask_threshold=mask_threshold) for rgb in images]
+        jobs: list[tuple[int, str, list[np.ndarray]]] = []
+        for index, (rgb, result) in enumerate(zip(images, results, strict=True)):
+            if result.face is None:
+                continue
+            result.refusal = None  # evaluation: quality is reported, not enforced
+            with _Stopwatch(result.timings_ms, "align"):
+                for kind in kinds:
+                    jobs.append((index, kind, self._kind_crops(rgb, result, kind, copies=copies)))
         self._embed_into(results, jobs)
         return results
 
@@ -282,25 +334,31 @@ class FacePipeline:
     def _enrollment_crops(
         self, rgb: np.ndarray, result: FaceResult
     ) -> Iterable[tuple[str, list[np.ndarray]]]:
-        copies = self.enroll_jitter
-        masked_crops = self._crops(rgb, result.face, VARIANT_CUTOUT, copies=copies)
-        yield VARIANT_CUTOUT, [self._cutout(crop) for crop in masked_crops]
-        if result.masked:
-            # A photo taken with a real mask on (only where the policy allows it) is itself a
-            # masked template; it must never stand in for the full face: a masked impostor the
-            # classifier misses would meet it, masked face against masked face, at the unmasked
-            # threshold (measured by toolkit/dev/masked_enrollment_risk.py).
-            yield VARIANT_SYNTHETIC, masked_crops
-            return
-        yield VARIANT_FULL, self._crops(rgb, result.face, VARIANT_FULL, copies=copies)
-        # Several renders (varied shape, colour, texture) make one template: the mean of their
-        # vectors. One template per variant and photo is also what the template store keeps.
-        # The renders are an average already: they are not jittered on top.
-        renders = []
-        for seed in range(self.synthetic_masks_per_photo):
-            masked = render_synthetic_mask(rgb, result.face, rng=np.random.default_rng(seed))
-            renders.extend(self._crops(masked, result.face, VARIANT_SYNTHETIC, copies=0))
-        yield VARIANT_SYNTHETIC, renders
+        # A masked photo never yields a full-face template: see enrollment_kinds.
+        for variant, kind in enrollment_kinds(masked=bool(result.masked)).items():
+            yield variant, self._kind_crops(rgb, result, kind, copies=self.enroll_jitter)
+
+    def _kind_crops(
+        self, rgb: np.ndarray, result: FaceResult, kind: str, *, copies: int | None
+    ) -> list[np.ndarray]:
+        """The crops whose normalised mean vector is one vector of this kind."""
+        if kind == KIND_FULL:
+            return self._crops(rgb, result.face, VARIANT_FULL, copies=copies)
+        if kind == KIND_CUTOUT:
+            return [
+                self._cutout(crop) for crop in self._crops(rgb, result.face, VARIANT_CUTOUT, copies=copies)
+            ]
+        if kind == KIND_OWN:
+            return self._crops(rgb, result.face, VARIANT_SYNTHETIC, copies=copies)
+        if kind == KIND_RENDERED:
+            # Several renders (varied shape, colour, texture) make one vector: the mean of theirs.
+            # The renders are an average already: they are not jittered on top.
+            renders = []
+            for seed in range(self.synthetic_masks_per_photo):
+                masked = render_synthetic_mask(rgb, result.face, rng=np.random.default_rng(seed))
+                renders.extend(self._crops(masked, result.face, VARIANT_SYNTHETIC, copies=0))
+            return renders
+        raise ValueError(f"unknown vector kind {kind!r}; choose from {KINDS}")
 
     def _crops(
         self, rgb: np.ndarray, face: DetectedFace, variant: str, *, copies: int | None = None
@@ -324,8 +382,9 @@ class FacePipeline:
         ]
 
     def _cutout(self, crop: np.ndarray) -> np.ndarray:
-        # The row is given for the 150 px dlib chip; occlusion scales it for other sizes.
-        return blank_lower_face(crop, start_row=self.cutout_start_row, fill="mean")
+        if self.cutout_start_row is not None:  # a row of the 150 px dlib chip, scaled
+            return blank_lower_face(crop, start_row=self.cutout_start_row, fill=self.cutout_fill)
+        return blank_lower_face(crop, row=self.cutout_row, fill=self.cutout_fill)
 
     def _embed_into(self, results: list[FaceResult], jobs: list[tuple[int, str, list[np.ndarray]]]) -> None:
         """Embed every crop of every image as one batch: batching is where the time is won.
@@ -354,38 +413,6 @@ def visible_area(face: DetectedFace, shape: tuple[int, ...]) -> float:
     return max(0.0, min(x1, width) - max(x0, 0.0)) * max(0.0, min(y1, height) - max(y0, 0.0))
 
 
-def _frozen_copy(owner: object, attribute: str, input_shape: tuple[int, int, int]) -> object:
-    """A shallow copy of `owner` whose torch network `attribute` is traced and frozen for the CPU.
-
-    The original (which a process-wide cache may share) is left alone. The owner itself comes
-    back unchanged off the CPU, when tracing fails (a future torch without TorchScript, say) or
-    when the frozen network's output differs from the original's by more than 1e-4.
-    """
-    import copy
-    import warnings
-
-    import torch
-
-    module = getattr(owner, attribute, None)
-    device = getattr(owner, "device", None)
-    if not isinstance(module, torch.nn.Module) or getattr(device, "type", None) != "cpu":
-        return owner
-    example = torch.rand(2, *input_shape)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # the tracer's notes on shape-dependent Python code
-            traced = torch.jit.trace(module.eval(), example, check_trace=False)
-            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
-            probe = torch.rand(3, *input_shape)
-            if float((frozen(probe) - module(probe)).abs().max()) > 1e-4:
-                return owner
-    except Exception:  # noqa: BLE001 - any failure leaves the eager network in place
-        return owner
-    clone = copy.copy(owner)
-    setattr(clone, attribute, frozen)
-    return clone
-
-
 def _normalised(vector: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(vector))
     return (vector / norm).astype(np.float32) if norm > 0 else vector.astype(np.float32)
@@ -409,10 +436,10 @@ def _perturbed(matrix: np.ndarray, size: tuple[int, int], rng: np.random.Generat
 
 
 def match_similarity(probe: FaceResult, gallery: dict[str, Sequence[np.ndarray]]) -> float | None:
-    """Best cosine similarity between the probe and the enrolled templates of the variant it uses.
+    """Best cosine similarity between the probe's vectors and the enrolled templates of each variant.
 
-    gallery maps a variant to that person's template vectors (L2-normalised). Scoring is the
-    same for the evaluation CLI and for a verification in the product.
+    gallery maps a variant to that person's template vectors (L2-normalised). A quick check that
+    ignores comparison spaces and thresholds; decisions follow inference.comparison.decide.
     """
     best: float | None = None
     for variant, probe_vectors in probe.embeddings.items():
@@ -428,39 +455,6 @@ def match_similarity(probe: FaceResult, gallery: dict[str, Sequence[np.ndarray]]
 # Pipelines kept per process. Each costs about 40 MB and a 4-7 s trace to build, and a worker
 # serves one device and, in practice, one or two models; the least recently used one goes first.
 PIPELINE_CACHE_SIZE = 4
-
-
-V = TypeVar("V")
-
-
-class LruCache(Generic[V]):
-    """A thread-safe mapping of at most `maxsize` entries, built on first use, evicted least recent first."""
-
-    def __init__(self, maxsize: int) -> None:
-        if maxsize < 1:
-            raise ValueError("maxsize must be at least 1")
-        self.maxsize = maxsize
-        self._entries: OrderedDict[Hashable, V] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get_or_build(self, key: Hashable, build: Callable[[], V]) -> V:
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]
-            value = build()
-            self._entries[key] = value
-            while len(self._entries) > self.maxsize:
-                self._entries.popitem(last=False)
-            return value
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def keys(self) -> list[Hashable]:
-        """Oldest first."""
-        with self._lock:
-            return list(self._entries)
 
 
 _pipelines: LruCache[FacePipeline] = LruCache(PIPELINE_CACHE_SIZE)

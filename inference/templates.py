@@ -72,7 +72,43 @@ ARCFACE_112 = AlignTemplate(
     mesh_indices=((33, 133, 468), (362, 263, 473), 4, 61, 291),
 )
 
-TEMPLATES = {template.name: template for template in (DLIB_150, ARCFACE_112)}
+# --- intel_0095 template ---
+
+# Open Model Zoo face-reidentification-retail-0095's reference points (its model card, in [0,1]
+# of the crop) times 128: eye centres, nose tip, mouth corners, image left first, like
+# ARCFACE_112, so the same mesh points locate them.
+INTEL_128 = AlignTemplate(
+    name="intel_128",
+    size=(128, 128),
+    points=np.array(
+        [
+            (0.31556875000000000, 0.4615741071428571),
+            (0.68262291666666670, 0.4615741071428571),
+            (0.50026249999999990, 0.6405053571428571),
+            (0.34947187500000004, 0.8246919642857142),
+            (0.65343645833333330, 0.8246919642857142),
+        ],
+        dtype=np.float64,
+    )
+    * 128.0,
+    mesh_indices=ARCFACE_112.mesh_indices,
+)
+
+# --- fusion canvas template ---
+
+# The fusion model's input (inference.embedders.fusion): ARCFACE_112 scaled up to a 144 px canvas,
+# from which each member's crop is warped with a fixed similarity. Larger than both members'
+# crops (112, 128) so neither is upsampled by much: intel-0095's eye distance is 47 px at 128,
+# the canvas's 45 px. Scaled in pixel-area coordinates ((p + 0.5) * k - 0.5), so the canvas-to-
+# ArcFace warp is an exact scale about the crop's centre and commutes with the horizontal flip.
+FUSION_CANVAS_144 = AlignTemplate(
+    name="fusion_canvas_144",
+    size=(144, 144),
+    points=(ARCFACE_112.points + 0.5) * (144 / 112) - 0.5,
+    mesh_indices=ARCFACE_112.mesh_indices,
+)
+
+TEMPLATES = {template.name: template for template in (DLIB_150, ARCFACE_112, INTEL_128, FUSION_CANVAS_144)}
 
 
 def mesh_point(landmarks: np.ndarray, index: MeshPoint) -> np.ndarray:

@@ -40,6 +40,10 @@ DEFAULT_THRESHOLD_MASKED = embedder_spec(DEFAULT_EMBEDDER).default_threshold_mas
 # A rejected verify answers without its similarity unless the organization opts in: the score of
 # a reject tells whoever holds a probe how close it came, a signal to climb towards a match with.
 DEFAULT_REVEAL_SCORES_ON_REJECT = False
+# Identify compares a probe with every enrolled person: its thresholds are chosen for a
+# false-positive identification rate per search (an unknown face called someone), at the gallery's
+# current size (inference.openset), never below the 1:1 thresholds above.
+DEFAULT_IDENTIFY_FPIR = 0.01
 # ---------------------------------------------------------------------------------------------
 
 
@@ -210,6 +214,14 @@ class OrganizationPolicy(models.Model):
         help_text="Answer a rejected verify with its similarity (off by default: the score of a "
         "reject shows an attacker how close a probe came). The audit log keeps it either way.",
     )
+    identify_fpir = models.FloatField(
+        default=DEFAULT_IDENTIFY_FPIR,
+        validators=[MinValueValidator(1e-6), MaxValueValidator(0.5)],
+        verbose_name="identify FPIR",
+        help_text="False-positive identification rate per search: the share of searches by a face "
+        "that is not enrolled that may return someone. Identify's thresholds are chosen for it at the "
+        "current number of enrolled persons, and rise as the gallery grows.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -227,6 +239,10 @@ class OrganizationPolicy(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(target_far__gt=0, target_far__lt=1), name="tenants_policy_target_far_in_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(identify_fpir__gt=0, identify_fpir__lt=1),
+                name="tenants_policy_identify_fpir_in_range",
             ),
             models.CheckConstraint(
                 condition=Q(mask_threshold__gte=0, mask_threshold__lte=1),

@@ -17,7 +17,9 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from faceid import model_switch
 from faceid.events import Action, Actor, record_event
+from inference.embedders import deployable_embedders, embedder_spec
 from tenants.exceptions import ensure_same_organization
 from tenants.models import ApiKey, Membership, Organization, OrganizationPolicy, Role, Scope
 
@@ -47,6 +49,7 @@ POLICY_FIELDS = (
     "keep_images",
     "image_retention_days",
     "reveal_scores_on_reject",
+    "identify_fpir",
 )
 
 
@@ -55,20 +58,43 @@ POLICY_FIELDS = (
 
 @transaction.atomic
 def create_organization(*, slug: str, name: str, **policy: Any) -> Organization:
-    """Create an organization together with its policy (defaults, overridden by ``policy``)."""
+    """Create an organization together with its policy (defaults, overridden by ``policy``).
+
+    An `embedding_model` given here is the organization's starting model, with that model's
+    default thresholds: a new organization has no templates, so this is no model switch.
+    """
     organization = Organization(slug=slug, name=name)
     organization.full_clean()  # also reports an existing slug as a ValidationError
     organization.save()
-    ensure_policy(organization)
+    ensure_policy(organization, embedding_model=policy.pop("embedding_model", None))
     if policy:
         update_policy(organization, **policy)
     return organization
 
 
-def ensure_policy(organization: Organization) -> OrganizationPolicy:
-    """The organization's policy, created with defaults when missing (e.g. org added in the admin)."""
-    policy, _ = OrganizationPolicy.objects.get_or_create(organization=organization)
-    return policy
+def ensure_policy(organization: Organization, *, embedding_model: str | None = None) -> OrganizationPolicy:
+    """The organization's policy, created with defaults when missing (e.g. org added in the admin).
+
+    embedding_model: the model a new policy starts on (the registry default when None); it must
+    be deployable here. An existing policy is returned as it is.
+    """
+    if embedding_model is None:
+        policy, _ = OrganizationPolicy.objects.get_or_create(organization=organization)
+        return policy
+    existing = OrganizationPolicy.objects.filter(organization=organization).first()
+    if existing is not None:
+        return existing
+    if embedding_model not in deployable_embedders():
+        choices = ", ".join(deployable_embedders())
+        message = f"{embedding_model} is not deployable here; choose: {choices}"
+        raise ValidationError({"embedding_model": message})
+    spec = embedder_spec(embedding_model)
+    return OrganizationPolicy.objects.create(
+        organization=organization,
+        embedding_model=embedding_model,
+        threshold_unmasked=spec.default_threshold_unmasked,
+        threshold_masked=spec.default_threshold_masked,
+    )
 
 
 def update_organization(
@@ -137,7 +163,9 @@ def update_policy(
 
     The model may only switch to a deployable one; a switch resets each threshold left at the old
     model's value to the new model's default, and no threshold may go below the model's floor
-    (OrganizationPolicy holds both rules for every path, the Django admin included)."""
+    (OrganizationPolicy holds both rules for every path, the Django admin included). A switch is
+    recorded and audited (faceid.model_switch) and starts the job that re-embeds everyone; another
+    model change is refused while it runs."""
     unknown = set(fields) - set(POLICY_FIELDS)
     if unknown:
         raise ValidationError(f"unknown policy fields: {', '.join(sorted(unknown))}")
@@ -147,6 +175,9 @@ def update_policy(
     before = {name: getattr(policy, name) for name in POLICY_FIELDS}
     for name, value in fields.items():
         setattr(policy, name, value)
+    switching = policy.embedding_model != before["embedding_model"]
+    if switching:
+        model_switch.ensure_no_running_switch(organization)  # one switch at a time
     policy.full_clean()
     policy.save()
     changes = {
@@ -156,6 +187,15 @@ def update_policy(
     }
     if changes:
         record_event(organization, action=Action.POLICY_CHANGE, actor=actor, details={"changes": changes})
+    if switching:
+        # No flag day: the old model keeps serving each person until their new templates exist.
+        model_switch.start_switch(
+            organization,
+            old_model=before["embedding_model"],
+            old_thresholds=model_switch.Thresholds(before["threshold_unmasked"], before["threshold_masked"]),
+            new_model=policy.embedding_model,
+            actor=actor,
+        )
     return policy
 
 

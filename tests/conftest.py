@@ -67,6 +67,23 @@ def portraits_dir(shared_data: Path) -> Path:
     return shared_data / "portraits"
 
 
+@pytest.fixture(scope="session")
+def portrait_jpeg(portraits_dir: Path):
+    """A portrait as a camera would send it: JPEG (quality 92), at most 800 px on a side."""
+    import io
+
+    from PIL import Image
+
+    def read(name: str) -> bytes:
+        image = Image.open(portraits_dir / name).convert("RGB")
+        image.thumbnail((800, 800))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=92)
+        return buffer.getvalue()
+
+    return read
+
+
 @pytest.fixture(autouse=True)
 def _plain_static_files(settings) -> None:
     # Without DEBUG the settings pick the manifest storage, which needs `collectstatic` first.

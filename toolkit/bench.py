@@ -57,13 +57,13 @@ def stats(values: Sequence[float]) -> dict[str, float]:
 
 
 class Ours:
-    name = "faceid"
-
-    def __init__(self, device: str, options: dict) -> None:
+    def __init__(self, device: str, options: dict, embedder: str | None = None, name: str = "faceid") -> None:
+        from inference.embedders import DEFAULT_EMBEDDER
         from inference.pipeline import FacePipeline
 
+        self.name = name
         started = time.perf_counter()
-        self.pipeline = FacePipeline(device=device, **options)
+        self.pipeline = FacePipeline(embedder or DEFAULT_EMBEDDER, device=device, **options)
         self.load_seconds = time.perf_counter() - started
 
     def single(self, data: bytes) -> tuple[dict[str, float], bool]:
@@ -161,8 +161,11 @@ def run(args: argparse.Namespace) -> dict:
     options = {}
     if args.jitter is not None:
         options["jitter"] = args.jitter
-    ours = Ours(args.device, options)
-    runners = [ours]
+    ours = Ours(args.device, options, args.embedder)
+    # Other models measured in the same interleaved run, so that their ratios to the peer and to
+    # the primary model share the machine's load.
+    others = [Ours(args.device, options, name, name=f"faceid:{name}") for name in args.also]
+    runners = [ours, *others]
     if not args.no_peer:
         runners.append(Peer())
 
@@ -235,6 +238,13 @@ def run(args: argparse.Namespace) -> dict:
                 / report["batched_per_face_ms"]["faceid"]["median"],
                 2,
             )
+        report["speedup_by_model"] = {
+            runner.pipeline.embedder.spec.name: round(
+                peer_total["median"] / report["single"][runner.name]["total"]["median"], 2
+            )
+            for runner in runners
+            if isinstance(runner, Ours)
+        }
     if hasattr(os, "getloadavg"):
         report["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     return report
@@ -265,11 +275,11 @@ def embed_only(args: argparse.Namespace) -> dict:
     """
     import torch
 
-    from inference.embedders import create_embedder
+    from inference.embedders import DEFAULT_EMBEDDER, create_embedder
 
     torch.set_num_threads(args.threads)
     chips = list(np.load(args.chips))
-    embedder = create_embedder(device=args.device)
+    embedder = create_embedder(args.embedder or DEFAULT_EMBEDDER, device=args.device)
     info = machine_info(args.threads, args.device)
     report: dict = {
         "command": "python -m toolkit.bench " + " ".join(args.argv),
@@ -299,7 +309,7 @@ def embed_only(args: argparse.Namespace) -> dict:
         }
     if args.device.startswith("cuda"):
         on_gpu = embedder.embed(chips, normalize=False)
-        on_cpu = create_embedder(device="cpu").embed(chips, normalize=False)
+        on_cpu = create_embedder(embedder.spec.name, device="cpu").embed(chips, normalize=False)
         report["cpu_vs_device_max_abs_diff_raw"] = float(np.abs(on_gpu - on_cpu).max())
         normed_gpu = on_gpu / np.linalg.norm(on_gpu, axis=1, keepdims=True)
         normed_cpu = on_cpu / np.linalg.norm(on_cpu, axis=1, keepdims=True)
@@ -343,6 +353,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=16, help="images per call in the batched runs")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--jitter", type=int, default=None, help="override the pipeline's jitter")
+    parser.add_argument("--embedder", default=None, help="the model measured (default: the registry default)")
+    parser.add_argument(
+        "--also",
+        type=lambda text: [name for name in text.split(",") if name],
+        default=[],
+        help="more models measured in the same interleaved run, comma-separated",
+    )
     parser.add_argument("--no-peer", action="store_true", help="only our pipeline (e.g. on a GPU machine)")
     parser.add_argument(
         "--json", type=Path, default=None, help=f"default {DEFAULT_JSON.relative_to(REPO_ROOT)}"

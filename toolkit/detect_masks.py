@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("paths", nargs="+", help="image files or folders")
     parser.add_argument("--threshold", type=_probability, default=DEFAULT_MASK_THRESHOLD)
-    parser.add_argument("--weights", default=None, help="mask classifier weights (default: the committed v1)")
+    parser.add_argument("--weights", default=None, help="mask classifier weights (default: the committed v2)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     args = parser.parse_args(argv)
 

@@ -1,9 +1,11 @@
 """The evaluation's per-image work: images through the pipeline in worker processes, cached on disk.
 
-`run_jobs` hands each image job (an enrollment or a probe, with or without a MaskTheFace overlay)
-to `--workers` processes that load their own models; what each image gave (a `Record`) is kept in
-a `ResultCache` keyed by the file, the settings and a digest of the pipeline's code and weights, so a
-rerun only redoes what changed. `CachingDetector` also keeps the Face Mesh's answer per image.
+`run_jobs` hands each image job (an image with or without a MaskTheFace overlay, which gives every
+kind of vector the product could need of it, enrolled or probed: inference.pipeline.KINDS; the
+roles "enroll" and "probe" differ only when their jitter settings do) to `--workers` processes
+that load their own models; what each image gave (a `Record`) is kept in a `ResultCache` keyed by
+the file, the settings and a digest of the pipeline's code and weights, so a rerun only redoes
+what changed. `CachingDetector` also keeps the Face Mesh's answer per image.
 """
 
 from __future__ import annotations
@@ -21,20 +23,22 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.embedders import DEFAULT_EMBEDDER
 from inference.variants import PROBE_STRATEGIES
+from inference.vector_kinds import kinds_for_strategies
 from toolkit.paths import REPO_ROOT, SHARED_DATA
 
 DEFAULT_TEMPLATES = SHARED_DATA / "mask-overlays"
 DEFAULT_CACHE = Path(os.environ.get("FACEID_EVAL_CACHE", "/tmp/faceid-eval-cache"))
 STRATEGIES = tuple(PROBE_STRATEGIES)
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 # -- configuration sent to the workers ------------------------------------------------------
 @dataclass(frozen=True)
 class EvalConfig:
     pipeline: str = "faceid"  # or "peer": the face_recognition library's pipeline
-    embedder: str = "dlib_resnet_v1"
+    embedder: str = DEFAULT_EMBEDDER
     device: str = "cpu"
     threads: int = 1
     options: tuple[tuple[str, object], ...] = ()  # FacePipeline keyword options
@@ -54,7 +58,7 @@ class EvalConfig:
 @dataclass(frozen=True)
 class ImageJob:
     path: str
-    role: str  # "enroll" or "probe"
+    role: str  # "image" (both sides alike), "enroll" or "probe" (sides with their own jitter), "peer"
     overlay: bool  # a MaskTheFace mask is put on the image first
 
 
@@ -66,9 +70,9 @@ class Record:
     refusal: str | None = None
     masked: bool | None = None
     mask_probability: float | None = None
+    mask_unsure: bool | None = None
     quality_reasons: list[str] = field(default_factory=list)
-    # enroll: {"enroll": {variant: (k, d)}}; probe: {strategy: {variant: (k, d)}};
-    # peer: {"peer": {"full": (1, d)}}
+    # faceid: {"kinds": {kind: (1, d)}} (inference.pipeline.KINDS); peer: {"peer": {"full": (1, d)}}
     embeddings: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
     overlay: str | None = None  # "ok", or "no_face" when no face was found to put the mask on
@@ -79,7 +83,9 @@ class Record:
 class CachingDetector:
     """A FaceDetector that remembers its answer per image (keyed by the pixels) on disk.
 
-    Tuning alignment or embedding settings then skips the mesh, the slowest stage. The time
+    Tuning alignment or embedding settings then skips the mesh, the slowest stage. Each face's
+    mesh, score, source and YuNet five points (`points5`, or None) come back as detected; a file
+    written before points5 was kept has no such array and is detected again. The time
     the detection took when it really ran is kept, so reported stage timings stay honest.
     """
 
@@ -90,7 +96,9 @@ class CachingDetector:
         self.last_hit = False
         self.last_ms = 0.0
 
-    def detect(self, rgb: np.ndarray):
+    def detect(self, rgb: np.ndarray, *, points5: bool = True):
+        """The inner detector's faces, always with points5 where YuNet sees them (whatever the
+        caller asks: one cached answer serves every alignment mode)."""
         from inference.detect import DetectedFace
 
         image = np.ascontiguousarray(rgb)
@@ -101,20 +109,25 @@ class CachingDetector:
         if path.is_file():
             try:
                 with np.load(path, allow_pickle=False) as data:
-                    landmarks, scores = data["landmarks"], data["scores"]
+                    landmarks, scores, points5 = data["landmarks"], data["scores"], data["points5"]
                     sources, ms = [str(s) for s in data["sources"]], float(data["ms"])
                 faces = [
                     DetectedFace.from_landmarks(
-                        points, source=source, score=None if np.isnan(score) else score
+                        points,
+                        source=source,
+                        score=None if np.isnan(score) else score,
+                        points5=None if np.isnan(five).any() else five,
                     )
-                    for points, source, score in zip(landmarks, sources, scores.tolist(), strict=True)
+                    for points, source, score, five in zip(
+                        landmarks, sources, scores.tolist(), points5, strict=True
+                    )
                 ]
                 self.last_hit, self.last_ms = True, ms
                 return faces
             except (OSError, KeyError, ValueError):
                 pass  # a torn or old file: detect again and overwrite it
         started = time.perf_counter()
-        faces = self.inner.detect(image)
+        faces = self.inner.detect(image, points5=True)
         self.last_hit, self.last_ms = False, (time.perf_counter() - started) * 1000.0
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(f".{os.getpid()}.tmp.npz")
@@ -123,6 +136,10 @@ class CachingDetector:
             landmarks=np.array([f.landmarks for f in faces], dtype=np.float32).reshape(-1, 478, 3),
             scores=np.array([np.nan if f.score is None else f.score for f in faces], dtype=np.float64),
             sources=np.array([f.source for f in faces], dtype=str),
+            # YuNet's five points ("yunet" alignment), NaN where YuNet did not see the face.
+            points5=np.array(
+                [np.full((5, 2), np.nan) if f.points5 is None else f.points5 for f in faces], dtype=np.float32
+            ).reshape(-1, 5, 2),
             ms=np.float64(self.last_ms),
         )
         os.replace(temporary, path)
@@ -145,7 +162,11 @@ def _file_digest(paths: Iterable[Path]) -> str:
 
 
 def detector_fingerprint() -> str:
-    return _file_digest([REPO_ROOT / "inference" / "detect.py"])
+    """A digest of the detector's code and YuNet's (whose five points the cache keeps) and weights."""
+    inference = REPO_ROOT / "inference"
+    return _file_digest(
+        [inference / "detect.py", inference / "yunet.py", *(inference / "weights" / "yunet").glob("*.onnx")]
+    )
 
 
 def pipeline_fingerprint() -> str:
@@ -239,23 +260,14 @@ def _run_job(job: ImageJob) -> tuple[ImageJob, Record]:
             timings["detect"] = detector.last_ms
         return timings
 
-    if job.role == "enroll":
-        result = pipeline.enroll([rgb], allow_masked=True, enforce_policy=False)[0]
-        record = _record(result, honest_timings(result), overlay, pipeline)
-        if result.ok:
-            record.embeddings = {"enroll": _stack(result.embeddings)}
-        return job, record
-
-    first = pipeline.probe([rgb], strategy=config.strategies[0])[0]
-    record = _record(first, honest_timings(first), overlay, pipeline)
-    if first.ok:
-        record.embeddings[config.strategies[0]] = _stack(first.embeddings)
-        for strategy in config.strategies[1:]:
-            if first.masked:
-                other = pipeline.probe([rgb], strategy=strategy)[0]
-                record.embeddings[strategy] = _stack(other.embeddings)
-            else:  # an unmasked probe is matched on its full face whatever the strategy
-                record.embeddings[strategy] = record.embeddings[config.strategies[0]]
+    # Every kind of vector once: enrollment and probe vectors, of every strategy and comparison
+    # space, are picked from these (inference.pipeline.enrollment_kinds / probe_kinds).
+    copies = pipeline.enroll_jitter if job.role == "enroll" else pipeline.jitter
+    kinds = kinds_for_strategies(config.strategies)
+    result = pipeline.embed_kinds([rgb], kinds=kinds, copies=copies)[0]
+    record = _record(result, honest_timings(result), overlay, pipeline)
+    if result.ok and result.embeddings:
+        record.embeddings = {"kinds": _stack(result.embeddings)}
     return job, record
 
 
@@ -265,6 +277,7 @@ def _record(result, timings, overlay, pipeline) -> Record:
         refusal=result.refusal,
         masked=result.masked,
         mask_probability=result.mask_probability,
+        mask_unsure=result.mask_unsure,
         quality_reasons=list(result.quality.reasons) if result.quality is not None else [],
         timings_ms=timings,
         overlay=overlay,
@@ -282,9 +295,15 @@ class ResultCache:
 
     def __init__(self, folder: Path | None, config: EvalConfig) -> None:
         self.folder = folder / "results" if folder is not None else None
+        # The strategies are applied when pairs are scored: an image's vectors do not depend on them.
         identity = {"version": CACHE_VERSION, "config": config.cache_identity()}
+        identity["config"].pop("strategies")
         if config.pipeline != "peer":
             identity["code"] = pipeline_fingerprint()
+            # Records aligned on YuNet's points before the detection cache kept them silently fell
+            # back to the mesh's five points: this key retires those (and only those).
+            if _reads_points5(config):
+                identity["detector_points5"] = True
         self.identity = json.dumps(identity, sort_keys=True, default=str)
         # Enrollment results do not depend on the probes' jitter nor probes on the enrollment's:
         # changing one reuses the other side's cached results.
@@ -330,6 +349,15 @@ class ResultCache:
             # another program (or the test suite) could not unpickle.
             pickle.dump(dict(vars(record)), handle, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(temporary, path)
+
+
+def _reads_points5(config: EvalConfig) -> bool:
+    """Whether this configuration's vectors depend on YuNet's points (an align mode "yunet")."""
+    from inference.embedders import embedder_spec
+
+    options = dict(config.options)
+    full_mode = options.get("align_mode") or embedder_spec(config.embedder).input.align_mode
+    return "yunet" in (full_mode, options.get("masked_align_mode"))
 
 
 def run_jobs(

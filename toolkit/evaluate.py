@@ -1,17 +1,22 @@
 """Face verification accuracy on pairs in the LFW View-2 format, through the whole pipeline.
 
     python -m toolkit.evaluate --root ../shared/data/lfw/images --pairs ../shared/data/lfw/pairs.txt \
-        [--synthetic-mask none|second|both] [--json OUT] [--roc PNG] [--workers N]
+        [--synthetic-mask none|first|second|both|all] [--json OUT] [--roc PNG] [--workers N]
 
-The first image of a pair is enrolled (every template the product stores for it, masked photos
+The first image of a pair is enrolled (the templates the product stores for it, masked photos
 allowed so that no pair is dropped for policy reasons) and the second is the probe, scored as a
-verification scores it (`match_similarity`: the probe's mask decision picks the templates).
-`--synthetic-mask second` first puts a MaskTheFace mask (the overlay templates in
-../shared/data/mask-overlays: evaluation data, not the procedural renderer enrollment uses)
-on the second image of every pair; `both` on both. A masked probe is scored with each
-mask strategy (`synthetic`, `cutout`, and `plain`: the masked face against the full-face
-templates); the top-level numbers are those of `--mask-strategy`, all of them are under
-"strategies".
+verification scores it (inference.comparison: full face against full face when neither side is
+masked, mask-aware on both sides when either is, both when a mask decision is unsure, the
+stricter deciding with the model's default thresholds). `--synthetic-mask second` first puts a
+MaskTheFace mask (the overlay templates in ../shared/data/mask-overlays: evaluation data, not
+the procedural renderer enrollment uses) on the second image of every pair; `first` on the
+first, `both` on both; `all` reports the four modes in one run (`modes` in the JSON; a --json
+path holding `{mode}` also gets one file per mode, each like a single-mode run). Every image
+(and its masked version) is detected and embedded once, all kinds of vector at once, whatever
+the modes and strategies. Each pair is scored with each mask strategy (`synthetic`, `cutout`,
+and `plain`: full-face vectors in both spaces); the top-level numbers are those of
+`--mask-strategy`, all of them are under "strategies". Pairs lost to detection (`no_face`) are
+counted apart from `unscored_pairs` (a face on both sides and still no score: none by design).
 
 Accuracy is the mean over the folds of the accuracy with the threshold chosen on the other
 folds; pairs where a face was not found count as errors. Standard output gets the JSON
@@ -24,6 +29,7 @@ its own models after the start and using --threads torch threads.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -32,7 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.variants import STRATEGY_CUTOUT
+from inference.comparison import Decision, EnrolledPhoto, ProbeSide, Thresholds, decide
+from inference.embedders import DEFAULT_EMBEDDER
+from inference.variants import SPACE_MASKED, STRATEGY_CUTOUT
 from toolkit.eval_jobs import (
     DEFAULT_CACHE,
     DEFAULT_TEMPLATES,
@@ -47,7 +55,15 @@ from toolkit.json_output import print_and_save
 from toolkit.metrics import kfold_accuracy, verification_report
 from toolkit.pairs import Pair, image_path, read_pairs
 
-SYNTHETIC_MASK_CHOICES = ("none", "second", "both")
+SYNTHETIC_MASK_CHOICES = ("none", "first", "second", "both")
+ALL_MODES = "all"
+# Which side of a pair wears the MaskTheFace overlay: (first, second).
+OVERLAY_SIDES = {
+    "none": (False, False),
+    "first": (True, False),
+    "second": (False, True),
+    "both": (True, True),
+}
 
 
 def select_pairs(pairs: list[Pair], folds: Sequence[int] | None, limit: int | None) -> list[Pair]:
@@ -69,34 +85,71 @@ def select_pairs(pairs: list[Pair], folds: Sequence[int] | None, limit: int | No
 
 
 def build_jobs(
-    pairs: list[Pair], root: Path, synthetic_mask: str, peer: bool = False
+    pairs: list[Pair], root: Path, synthetic_mask: str, peer: bool = False, probe_role: str = "enroll"
 ) -> list[tuple[ImageJob, ImageJob]]:
-    """(enrolled, probe) image jobs per pair; the peer treats both sides alike (one job per image)."""
-    enroll, probe = ("image", "image") if peer else ("enroll", "probe")
+    """(enrolled, probe) image jobs per pair. An image gives the same vectors on either side (role
+    "enroll") unless the probes' jitter differs from the enrollment's (`probe_role="probe"`); the
+    peer treats both sides alike (role "image")."""
+    enroll, probe = ("image", "image") if peer else ("enroll", probe_role)
+    first_masked, second_masked = OVERLAY_SIDES[synthetic_mask]
     jobs = []
     for pair in pairs:
-        first = ImageJob(str(image_path(root, *pair.first)), enroll, synthetic_mask == "both")
-        second = ImageJob(str(image_path(root, *pair.second)), probe, synthetic_mask in ("second", "both"))
+        first = ImageJob(str(image_path(root, *pair.first)), enroll, first_masked)
+        second = ImageJob(str(image_path(root, *pair.second)), probe, second_masked)
         jobs.append((first, second))
     return jobs
 
 
-def pair_score(enrolled: Record, probe: Record, strategy: str) -> float:
-    """The verification score of one pair (NaN when either image has no face)."""
+def pair_decision(enrolled: Record, probe: Record, strategy: str, thresholds: Thresholds) -> Decision | None:
+    """The product's decision on one pair (None when either image has no face, or no comparison
+    could be made: `unscored`). The probe carries what the verify flow would ask the worker for."""
+    from inference.pipeline import enrollment_kinds, probe_kinds
+
+    enrolled_kinds, probe_vectors = enrolled.embeddings.get("kinds"), probe.embeddings.get("kinds")
+    if not enrolled_kinds or not probe_vectors:
+        return None
+    # A run limited by --strategies computed only its kinds: the others' templates are absent.
+    templates = {
+        variant: enrolled_kinds[kind]
+        for variant, kind in enrollment_kinds(masked=bool(enrolled.masked)).items()
+        if kind in enrolled_kinds
+    }
+    photo = EnrolledPhoto(key=0, templates=templates, unsure=bool(enrolled.mask_unsure))
+    masked, unsure = bool(probe.masked), bool(probe.mask_unsure)
+    # The verify flow asks for the mask-aware vector when the person has a photo met only (or also)
+    # in the mask-aware space.
+    kinds = probe_kinds(strategy, masked=masked, unsure=unsure, mask_aware=not photo.has_full or photo.unsure)
+    side = ProbeSide(
+        vectors={variant: probe_vectors[kind] for variant, kind in kinds.items()},
+        masked=masked,
+        unsure=unsure,
+    )
+    return decide(side, [photo], strategy=strategy, thresholds=thresholds)
+
+
+def pair_score(enrolled: Record, probe: Record, strategy: str, thresholds: Thresholds | None = None) -> float:
+    """The verification score of one pair (NaN when either image has no face or it is unscored)."""
     if strategy == "peer":
         if not (enrolled.face and probe.face):
             return float("nan")
         a, b = enrolled.embeddings["peer"]["full"][0], probe.embeddings["peer"]["full"][0]
         return -float(np.linalg.norm(a - b))  # face_recognition's distance, negated: higher = more alike
-    from inference.pipeline import FaceResult, match_similarity
+    decision = pair_decision(enrolled, probe, strategy, thresholds or _DEFAULT_THRESHOLDS)
+    return float("nan") if decision is None else decision.similarity
 
-    gallery = enrolled.embeddings.get("enroll")
-    vectors = probe.embeddings.get(strategy)
-    if not gallery or not vectors:
-        return float("nan")
-    result = FaceResult(refusal=None, embeddings={k: list(v) for k, v in vectors.items()})
-    score = match_similarity(result, {k: list(v) for k, v in gallery.items()})
-    return float("nan") if score is None else score
+
+# Only the stricter choice inside the unsure band reads thresholds; the accuracy is k-fold.
+_DEFAULT_THRESHOLDS = Thresholds(unmasked=0.94, masked=0.96)
+
+
+def decision_thresholds(config: EvalConfig) -> Thresholds:
+    """The model's default thresholds (the registry's), which a new organization starts from."""
+    if config.pipeline == "peer":
+        return _DEFAULT_THRESHOLDS
+    from inference.embedders import embedder_spec
+
+    spec = embedder_spec(config.embedder)
+    return Thresholds(unmasked=spec.default_threshold_unmasked, masked=spec.default_threshold_masked)
 
 
 def _stage_summary(records: Iterable[Record]) -> dict[str, dict[str, float]]:
@@ -124,33 +177,96 @@ def evaluate(
     progress: bool = True,
     scores_csv: Path | None = None,
 ) -> dict:
-    pair_jobs = build_jobs(pairs, root, synthetic_mask, peer=config.pipeline == "peer")
-    unique = list(dict.fromkeys(job for pair in pair_jobs for job in pair))
+    """The report of one mode (`synthetic_mask` in SYNTHETIC_MASK_CHOICES)."""
+    return evaluate_modes(
+        pairs,
+        root,
+        config,
+        modes=(synthetic_mask,),
+        workers=workers,
+        cache=cache,
+        progress=progress,
+        scores_csv=scores_csv,
+    )[synthetic_mask]
+
+
+def evaluate_modes(
+    pairs: list[Pair],
+    root: Path,
+    config: EvalConfig,
+    *,
+    modes: Sequence[str],
+    workers: int,
+    cache: ResultCache,
+    progress: bool = True,
+    scores_csv: Path | None = None,
+) -> dict[str, dict]:
+    """One report per mode, from one pass over the images: each image, plain or overlaid, is
+    detected and embedded once whatever the modes (`scores_csv` gets a `{mode}` part with several)."""
+    peer = config.pipeline == "peer"
+    options = dict(config.options)
+    probe_role = "probe" if options.get("jitter", 0) != options.get("enroll_jitter", 0) else "enroll"
+    jobs_of = {mode: build_jobs(pairs, root, mode, peer=peer, probe_role=probe_role) for mode in modes}
+    unique = list(dict.fromkeys(job for jobs in jobs_of.values() for pair in jobs for job in pair))
     started = time.perf_counter()
     records = run_jobs(unique, config, cache, workers, progress)
     wall = time.perf_counter() - started
+    thresholds = decision_thresholds(config)
+    reports = {}
+    for mode in modes:
+        csv_path = scores_csv
+        if scores_csv is not None and len(modes) > 1:
+            csv_path = scores_csv.with_name(f"{scores_csv.stem}_{mode}{scores_csv.suffix}")
+        report = _mode_report(pairs, jobs_of[mode], records, config, thresholds, mode, csv_path)
+        report["wall_seconds"] = round(wall, 1)
+        reports[mode] = report
+    return reports
 
+
+def _mode_report(
+    pairs: list[Pair],
+    pair_jobs: list[tuple[ImageJob, ImageJob]],
+    records: dict[ImageJob, Record],
+    config: EvalConfig,
+    thresholds: Thresholds,
+    synthetic_mask: str,
+    scores_csv: Path | None,
+) -> dict:
+    unique = list(dict.fromkeys(job for pair in pair_jobs for job in pair))
     labels = np.array([p.same for p in pairs], dtype=bool)
     folds = np.array([p.fold for p in pairs])
     strategies = ("peer",) if config.pipeline == "peer" else config.strategies
     no_face_first = np.array([not records[a].face for a, _ in pair_jobs])
     no_face_second = np.array([not records[b].face for _, b in pair_jobs])
+    no_face = no_face_first | no_face_second
     probe_masked = np.array([bool(records[b].masked) for _, b in pair_jobs])
     report: dict = {}
-    per_strategy, scores_of = {}, {}
+    per_strategy, scores_of, spaces_of = {}, {}, {}
     for strategy in strategies:
-        scores = np.array([pair_score(records[a], records[b], strategy) for a, b in pair_jobs])
-        scores_of[strategy] = scores
+        if strategy == "peer":
+            scores = np.array([pair_score(records[a], records[b], strategy) for a, b in pair_jobs])
+            masked_space = probe_masked
+            unsure = np.zeros(len(pairs), dtype=bool)
+        else:
+            decisions = [pair_decision(records[a], records[b], strategy, thresholds) for a, b in pair_jobs]
+            scores = np.array([np.nan if d is None else d.similarity for d in decisions])
+            masked_space = np.array([d is not None and d.space == SPACE_MASKED for d in decisions])
+            unsure = np.array([d is not None and len(d.comparisons) > 1 for d in decisions])
+        scores_of[strategy], spaces_of[strategy] = scores, masked_space
         result = verification_report(scores, labels, folds)
-        # The product picks the threshold by the probe's mask decision: the same, per fold.
-        by_state = kfold_accuracy(scores, labels, folds, groups=probe_masked)
+        # The product picks the threshold by the comparison space (masked whenever either side
+        # is): the same here, one threshold per space, chosen per fold on the other folds.
+        by_state = kfold_accuracy(scores, labels, folds, groups=masked_space)
         result["accuracy_mask_state_thresholds"] = by_state["accuracy"]
-        masked_scores = scores[probe_masked]
-        if strategy != "peer" and probe_masked.any():
+        masked_scores = scores[masked_space]
+        if strategy != "peer" and masked_space.any():
             result["masked_probe_pairs_tar_at_far"] = {
-                far: float(np.mean(masked_scores[labels[probe_masked]] >= t)) if t is not None else None
+                far: float(np.mean(masked_scores[labels[masked_space]] >= t)) if t is not None else None
                 for far, t in result["far_thresholds"].items()
             }
+        result["unscored_pairs"] = int((np.isnan(scores) & ~no_face).sum())
+        result["masked_space_pairs"] = int(masked_space.sum())
+        result["unsure_pairs"] = int(unsure.sum())
         per_strategy[strategy] = result
 
     if scores_csv is not None:
@@ -160,15 +276,16 @@ def evaluate(
     report["mask_strategy"] = strategies[0]
     report["pairs"] = len(pairs)
     report["folds"] = int(len(set(folds.tolist())))
-    report["no_face"] = int((no_face_first | no_face_second).sum())
-    report["no_face_rate"] = float((no_face_first | no_face_second).mean()) if len(pairs) else 0.0
+    # Pairs lost to detection (no face on a side): errors in the accuracy, reported apart.
+    report["no_face"] = int(no_face.sum())
+    report["no_face_rate"] = float(no_face.mean()) if len(pairs) else 0.0
     report["no_face_detail"] = {"first": int(no_face_first.sum()), "second": int(no_face_second.sum())}
-    # A face on both sides yet no score: the probe's variant has no enrolled template (an
-    # enrollment photo called masked stores no full-face template, as in the product).
-    unscored = np.isnan(scores_of[strategies[0]]) & ~no_face_first & ~no_face_second
-    report["unscored_pairs"] = int(unscored.sum())
+    # A face on both sides yet no score: with mask-aware matching on both sides, none for mask
+    # reasons (the plain baseline alone cannot compare an enrolled masked photo).
+    report["unscored_pairs"] = primary["unscored_pairs"]
     report["masked_pairs"] = int(probe_masked.sum())
     report["enrolled_masked"] = int(sum(bool(records[a].masked) for a, _ in pair_jobs))
+    report["decision_thresholds"] = {"unmasked": thresholds.unmasked, "masked": thresholds.masked}
     report["synthetic_mask"] = synthetic_mask
     report["overlay_failed"] = int(sum(records[j].overlay == "no_face" for j in unique))
     report["enroll_quality_flagged"] = int(
@@ -179,23 +296,25 @@ def evaluate(
             key: result[key]
             for key in (
                 "accuracy", "accuracy_std", "accuracy_mask_state_thresholds", "auc", "eer", "tar_at_far",
-                "threshold", "far_thresholds",
+                "threshold", "far_thresholds", "unscored_pairs", "masked_space_pairs", "unsure_pairs",
             )
         }
         | ({"masked_probe_pairs_tar_at_far": result["masked_probe_pairs_tar_at_far"]}
            if "masked_probe_pairs_tar_at_far" in result else {})
         for name, result in per_strategy.items()
     }  # fmt: skip
-    computed = [records[j] for j in unique]
-    roles = sorted({j.role for j in unique})
+    # Stage timings by the side an image is on. The faceid pipeline's are the evaluation's (every
+    # kind of vector of an image at once), not the product's probe, which embeds one or two.
+    if config.pipeline == "peer":
+        sides = {"image": [job for pair in pair_jobs for job in pair]}
+    else:
+        sides = {"enroll": [a for a, _ in pair_jobs], "probe": [b for _, b in pair_jobs]}
     report["stage_ms"] = {
-        role: _stage_summary(r for j, r in zip(unique, computed, strict=True) if j.role == role)
-        for role in roles
+        name: _stage_summary(records[j] for j in dict.fromkeys(jobs)) for name, jobs in sides.items()
     }
     report["images"] = len(unique)
-    report["wall_seconds"] = round(wall, 1)
     report["roc"] = {name: result["roc"] for name, result in per_strategy.items()}
-    versions = {r.model_version for r in computed if r.model_version}
+    versions = {records[j].model_version for j in unique if records[j].model_version}
     report["model_version"] = sorted(versions)[0] if len(versions) == 1 else sorted(versions)
     return report
 
@@ -273,8 +392,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m toolkit.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, required=True, help="images: ROOT/<name>/<name>_<NNNN>.jpg")
     parser.add_argument("--pairs", type=Path, required=True, help="pairs file in the LFW View-2 format")
-    parser.add_argument("--synthetic-mask", choices=SYNTHETIC_MASK_CHOICES, default="none")
-    parser.add_argument("--json", type=Path, default=None, help="write the JSON document here too")
+    parser.add_argument(
+        "--synthetic-mask",
+        choices=(*SYNTHETIC_MASK_CHOICES, ALL_MODES),
+        default="none",
+        help="which side of each pair wears a MaskTheFace mask; all: the four modes in one run",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="write the JSON document here too; with --synthetic-mask all, a path holding {mode} "
+        "gets one file (and ROC plot) per mode",
+    )
     parser.add_argument("--roc", type=Path, default=None, help="ROC plot (PNG); default: beside --json")
     parser.add_argument("--scores", type=Path, default=None, help="per-pair scores (CSV), for error analysis")
     parser.add_argument(
@@ -283,12 +413,19 @@ def build_parser() -> argparse.ArgumentParser:
         "'strategies'); default cutout, the one that won on the development data",
     )  # fmt: skip
     parser.add_argument(
+        "--strategies",
+        type=lambda text: tuple(name for name in text.split(",") if name),
+        default=None,
+        help="score only these strategies besides --mask-strategy (comma-separated): only the "
+        "vectors they need are computed (cutout and plain skip the synthetic renders)",
+    )
+    parser.add_argument(
         "--pipeline",
         choices=("faceid", "peer"),
         default="faceid",
         help="peer: the face_recognition library's pipeline (dlib HOG + dlib descriptor)",
     )
-    parser.add_argument("--embedder", default="dlib_resnet_v1")
+    parser.add_argument("--embedder", default=DEFAULT_EMBEDDER, help="default: the registry default")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--workers", type=int, default=1, help="processes (each loads its own models)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
@@ -307,8 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-cache", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     group = parser.add_argument_group("pipeline settings (defaults: the product's)")
-    group.add_argument("--align-mode", default=None, choices=("five_point", "eyes", "mesh"))
-    group.add_argument("--masked-align-mode", default=None, choices=("five_point", "eyes", "mesh"))
+    from inference.align import ALIGN_MODES
+
+    group.add_argument(
+        "--align-mode", default=None, choices=ALIGN_MODES, help="full-face crops; default: the embedder's own"
+    )
+    group.add_argument("--masked-align-mode", default=None, choices=ALIGN_MODES)
     group.add_argument("--jitter", type=int, default=None, help="perturbed copies averaged per probe vector")
     group.add_argument(
         "--enroll-jitter", type=int, default=None, help="perturbed copies averaged per enrolled template"
@@ -354,6 +495,10 @@ def _effective_settings(config: EvalConfig) -> dict:
         and name not in ("detector", "mask_classifier", "embedding_model")
     }
     settings = {**defaults, **dict(config.options), "embedder": config.embedder, "similarity": "cosine"}
+    if settings.get("align_mode") is None:  # the embedder's own (spec.input.align_mode)
+        from inference.embedders import embedder_spec
+
+        settings["align_mode"] = getattr(embedder_spec(config.embedder).input, "align_mode", "five_point")
     if settings.get("masked_align_mode") is None:
         settings["masked_align_mode"] = settings.get("align_mode")
     return settings
@@ -367,7 +512,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     pairs = select_pairs(pairs, args.folds, args.limit)
     if not pairs:
         raise SystemExit("no pairs selected")
-    strategies = (args.mask_strategy,) + tuple(s for s in STRATEGIES if s != args.mask_strategy)
+    others = STRATEGIES if args.strategies is None else args.strategies
+    strategies = (args.mask_strategy,) + tuple(s for s in others if s != args.mask_strategy)
     config = EvalConfig(
         pipeline=args.pipeline,
         embedder=args.embedder,
@@ -384,17 +530,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         load_templates(args.mask_templates)  # fail now, not in every worker
     cache = ResultCache(None if args.no_cache else args.cache_dir, config)
-    report = evaluate(
+    modes = SYNTHETIC_MASK_CHOICES if args.synthetic_mask == ALL_MODES else (args.synthetic_mask,)
+    reports = evaluate_modes(
         pairs,
         args.root,
         config,
-        synthetic_mask=args.synthetic_mask,
+        modes=modes,
         workers=args.workers,
         cache=cache,
         progress=not args.quiet,
         scores_csv=args.scores,
     )
-    report = {
+    header = {
         "command": "python -m toolkit.evaluate " + " ".join(sys.argv[1:] if argv is None else argv),
         "pairs_file": str(args.pairs),
         "root": str(args.root),
@@ -403,17 +550,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         "workers": args.workers,
         "threads_per_worker": args.threads,
         "device": args.device,
-        **report,
     }
-    roc_path = args.roc or (args.json.with_suffix(".png") if args.json else None)
-    if roc_path is not None:
-        title = (
-            f"{args.pairs.name}: {len(pairs)} pairs, synthetic mask: {args.synthetic_mask}, {args.pipeline}"
-        )
-        plot_roc(report, roc_path, title)
-        report["roc_png"] = str(roc_path)
-    print_and_save(report, args.json, default=_json_default)
-    _print_summary(report)
+    per_mode_files = args.json is not None and "{mode}" in str(args.json)
+    for mode, report in reports.items():
+        report = {**header, **report}
+        json_path = Path(str(args.json).replace("{mode}", mode)) if per_mode_files else None
+        if len(modes) == 1:
+            json_path = args.json
+        roc_path = args.roc if len(modes) == 1 else None
+        roc_path = roc_path or (json_path.with_suffix(".png") if json_path else None)
+        if roc_path is not None:
+            title = f"{args.pairs.name}: {len(pairs)} pairs, synthetic mask: {mode}, {args.pipeline}"
+            plot_roc(report, roc_path, title)
+            report["roc_png"] = str(roc_path)
+        reports[mode] = report
+        if len(modes) > 1 and json_path is not None:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+        _print_summary(report)
+    if len(modes) == 1:
+        document = reports[modes[0]]
+    else:
+        modes_doc = {mode: {k: v for k, v in r.items() if k not in header} for mode, r in reports.items()}
+        document = {**header, "synthetic_mask": ALL_MODES, "modes": modes_doc}
+    print_and_save(document, None if per_mode_files else args.json, default=_json_default)
     return 0
 
 

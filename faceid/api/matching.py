@@ -171,8 +171,11 @@ class IdentifyView(PipelineView):
         tags=["matching"],
         summary="Identify (1:N): who is this?",
         operation_id="identify",
-        description="The best candidates at or above the policy's threshold (masked or unmasked by "
-        "the probe), best first, at most `top_k`. An unknown face answers 200 with an empty `matches`.",
+        description="The best candidates at or above identify's threshold (masked or unmasked by "
+        "the probe), best first, at most `top_k`. An unknown face answers 200 with an empty `matches`. "
+        "The threshold is chosen per search for the policy's `identify_fpir` (the share of searches by "
+        "a face that is not enrolled that may return someone) at the number of persons searched "
+        "(`candidates_searched`), never below the policy's 1:1 threshold: it rises as the gallery grows.",
         request={"multipart/form-data": InputSerializer, "application/json": InputSerializer},
         parameters=[ASYNC_PARAM],
         responses={
@@ -190,7 +193,12 @@ class IdentifyView(PipelineView):
 
 
 # A job's answer is the answer of the call it ran: reading it takes the scope that call took.
-JOB_SCOPES = {"enroll": Scope.ENROLL, "verify": Scope.VERIFY, "identify": Scope.IDENTIFY}
+JOB_SCOPES = {
+    "enroll": Scope.ENROLL,
+    "verify": Scope.VERIFY,
+    "identify": Scope.IDENTIFY,
+    "model_switch": Scope.AUDIT_READ,  # counts only, no biometric result (faceid.model_switch)
+}
 
 
 class JobView(BaseAPIView):

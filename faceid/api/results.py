@@ -127,6 +127,15 @@ class IdentifyResultSerializer(_ProbeResultSerializer):
         many=True, help_text="Candidates at or above the threshold, best first; empty for an unknown face."
     )
     decision = serializers.ChoiceField(choices=["accept", "no_match"])
+    candidates_searched = serializers.IntegerField(
+        help_text="How many enrolled persons the face was compared with (those with templates of the "
+        "model). `threshold` was chosen for this gallery size: it rises as the gallery grows."
+    )
+    target_fpir = serializers.FloatField(
+        allow_null=True,
+        help_text="The policy's false-positive identification rate per search the threshold holds "
+        "(never below the 1:1 threshold).",
+    )
 
 
 class StoredTemplateSerializer(serializers.Serializer):
@@ -177,6 +186,31 @@ RESULT_SERIALIZERS: dict[str, type[serializers.Serializer]] = {
 }
 
 
+class JobProgressSerializer(serializers.Serializer):
+    done = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+class ListedPersonSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class ModelSwitchOutcomeSerializer(serializers.Serializer):
+    """A model switch's job (faceid.model_switch): persons re-embedded, listed, still pending."""
+
+    old_model = serializers.CharField()
+    new_model = serializers.CharField()
+    new_model_version = serializers.CharField()
+    done = serializers.IntegerField()
+    total = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    reembedded = serializers.IntegerField()
+    needs_enrollment = serializers.IntegerField()
+    needs_enrollment_persons = ListedPersonSerializer(many=True, help_text="Who must enroll again, and why.")
+
+
 class JobSerializer(serializers.Serializer):
     """A job record of faceid.jobs: its result rendered by the serializer of its flow."""
 
@@ -184,7 +218,10 @@ class JobSerializer(serializers.Serializer):
         ref_name = "Job"
 
     id = serializers.CharField()
-    kind = serializers.ChoiceField(choices=sorted(RESULT_SERIALIZERS))
+    kind = serializers.ChoiceField(choices=sorted([*RESULT_SERIALIZERS, "model_switch"]))
+    progress = JobProgressSerializer(
+        required=False, allow_null=True, help_text="Model switch jobs: persons done of the total."
+    )
     status = serializers.ChoiceField(choices=["pending", "running", "done", "failed"])
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
@@ -194,6 +231,8 @@ class JobSerializer(serializers.Serializer):
     result = serializers.SerializerMethodField(help_text="Body the synchronous call would have answered.")
 
     def get_result(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        if record.get("kind") == "model_switch":
+            return ModelSwitchOutcomeSerializer(record["outcome"]).data
         if record.get("outcome") is not None:
             return RESULT_SERIALIZERS[record["kind"]](record["outcome"]).data
         return record.get("refusal")

@@ -11,9 +11,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
 from faceid import calibration as calib
+from faceid import model_switch
 from faceid.api.authentication import client_ip
 from faceid.console.access import console_view, render_page
 from faceid.events import Actor
+from faceid.flows.identify_thresholds import identify_thresholds
 from tenants import roles
 from tenants import services as tenant_services
 from tenants.forms import PolicyForm
@@ -23,6 +25,10 @@ from tenants.selectors import policy_for
 @console_view(roles.MANAGE_ROLES)
 def policy(request: HttpRequest) -> HttpResponse:
     organization = request.organization
+    if request.method == "POST" and request.POST.get("resume_switch"):
+        resumed = model_switch.resume_switch(organization)
+        messages.info(request, "Model switch job sent again." if resumed else "No model switch is running.")
+        return redirect("console:policy")
     current = policy_for(organization)
     form = PolicyForm(request.POST or None, instance=current)
     if request.method == "POST" and form.is_valid():
@@ -34,7 +40,18 @@ def policy(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, "Policy saved." if changed else "Nothing changed.")
             return redirect("console:policy")
-    return render_page(request, "console/policy.html", {"form": form, "policy": current})
+    switch = model_switch.latest_switch(organization)
+    context = {
+        "form": form,
+        "policy": current,
+        "switch": switch,
+        # Who must enroll again after the latest model switch (no usable kept photo).
+        "switch_progress": model_switch.progress(switch) if switch is not None else None,
+        "needs_enrollment": model_switch.persons_needing_enrollment(organization, switch)[:500],
+        # Identify's thresholds at today's gallery size (they rise as it grows).
+        "identify": identify_thresholds(organization, current),
+    }
+    return render_page(request, "console/policy.html", context)
 
 
 @console_view(roles.MANAGE_ROLES)

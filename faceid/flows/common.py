@@ -16,7 +16,7 @@ from faceid import lockout, services
 from faceid.contracts import MAX_IMAGES, PipelineFailure, PipelineRequest, encode_image
 from faceid.events import Actor
 from faceid.models import DecisionChoices, VerificationAttempt
-from tenants.models import ApiKey, Organization, OrganizationPolicy
+from tenants.models import DEFAULT_IDENTIFY_FPIR, ApiKey, Organization, OrganizationPolicy
 
 FlowKind = Literal["enroll", "verify", "identify"]
 
@@ -117,6 +117,9 @@ class PolicySnapshot:
     require_unmasked_enrollment: bool
     lockout_failures: int
     keep_images: bool
+    # Identify's FPIR target per search (faceid.flows.identify_thresholds); the default reads job
+    # records written before the field existed.
+    identify_fpir: float = DEFAULT_IDENTIFY_FPIR
 
     @classmethod
     def of(cls, policy: OrganizationPolicy) -> PolicySnapshot:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 
-from faceid import lockout, selectors, services
+from faceid import lockout, model_switch, selectors, services
 from faceid.contracts import FrameResult, PipelineFailure, PipelineOutput, PipelineRequest, encode_image
 from faceid.events import Action, record_event
 from faceid.flows.common import (
@@ -137,6 +137,9 @@ def finish_enroll(
             for index, (meta, frame) in enumerate(zip(call.images, output.results, strict=True))
         )
         _audit(call, person, photos, checks)
+        if any(photo.stored for photo in photos):
+            # Enrolled with the policy's model after a switch: the old model's templates retire.
+            model_switch.retire_old_templates(organization, person, actor=call.caller.actor)
     stored = sum(1 for photo in photos if photo.stored)
     first_refusal = next((p for p in photos if p.reason), None)
     return EnrollResult(
@@ -163,7 +166,13 @@ def _face_checks(
     if not selectors.templates_for_person(
         call.caller.organization, person, model_name=model_name, variants=[VARIANT_FULL]
     ).exists():
-        return {}
+        serving = model_switch.serving_model(call.caller.organization, person, call.policy)
+        if serving.model_name == model_name:
+            return {}  # a first enrollment
+        # Still matched with a model switch's old model, whose templates cannot vouch for a photo
+        # embedded with the new one: only an admin's override enrolls this person (as a mismatch).
+        usable = [i for i, frame in enumerate(output.results) if frame.usable and not frame.refusal]
+        return {i: (None, False) for i in usable}
     checks: dict[int, tuple[float | None, bool]] = {}
     for index, frame in enumerate(output.results):
         if frame.refusal or not frame.usable:

@@ -1,12 +1,26 @@
 """Identify (1:N): who, among the organization's active persons, is the face in these frames?
 
 Every vector of every usable frame is searched in the organization's templates of its variant
-(HNSW, pgvector); candidates at or above the policy's threshold for the frame's mask decision are
-ranked by their best similarity. Exactly one audit row per call, refusals included.
+(HNSW, pgvector); each candidate person is then scored by the one rule verify uses
+(faceid.flows.scoring: the space follows both sides' mask decisions), against identify's own
+thresholds: chosen for the policy's false-positive identification rate per search at the number of
+persons searched (faceid.flows.identify_thresholds), never below the 1:1 thresholds. Accepted
+candidates are ranked by their margin over the threshold of the space they were decided in. The
+answer says how many persons were searched. Exactly one audit row per call, refusals included.
+
+During a model switch (faceid.model_switch) some persons are still served by the old model: the
+probe is then embedded with every serving model (``PipelineRequest.also_embed``), each gallery is
+searched with its own model's vectors and decided against its own model's thresholds (the old
+ones the switch kept), each chosen for the FPIR target over all the persons searched, so that the
+galleries together keep it. Candidates from every gallery are ranked by margin over their own
+threshold, and the audit row names the model (and version) of the gallery that decided. Without a
+switch, one model and one embedding per frame, as before.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,10 +40,19 @@ from faceid.flows.common import (
     record,
     refuse,
 )
+from faceid.flows.identify_thresholds import IdentifyThresholds, gallery_size, identify_thresholds
 from faceid.flows.probes import keep_probe_images, probe_request, refuse_failure, usable_frames
 from faceid.flows.results import IdentifyMatch, IdentifyResult, ModelRef, frame_summaries
-from faceid.models import AttemptMode, DecisionChoices, LockoutState, Person
+from faceid.flows.scoring import needs_mask_aware, policy_thresholds, score_persons
+from faceid.model_switch import Serving, serving_galleries
+from faceid.models import AttemptMode, DecisionChoices, FaceTemplate, LockoutState, Person
+from inference.comparison import Decision
+from inference.embedders import deployable_embedders
+from inference.variants import SPACE_FULL
+from tenants.models import Organization
 from tenants.selectors import policy_for
+
+logger = logging.getLogger(__name__)
 
 MODE = AttemptMode.IDENTIFY
 DEFAULT_TOP_K = 5
@@ -76,7 +99,40 @@ def prepare_identify(
     call.lockout_entry = grant.entry_id
     call.top_k = top_k
     call.images = image_metas(images, keep=policy.keep_images)
-    return PreparedCall(call, probe_request(call.policy, images))
+    models = _serving_models(call)
+    # Unmasked frames also carry their mask-aware vector when a gallery holds photos that exist
+    # only in that space (enrolled with a mask on, or unsure): no pair is left unscored.
+    mask_aware = any(
+        needs_mask_aware(caller.organization, model, mask_threshold=policy.mask_threshold) for model in models
+    )
+    request = probe_request(call.policy, images, mask_aware=mask_aware)
+    return PreparedCall(call, dataclasses.replace(request, also_embed=models[1:]))
+
+
+def _serving_models(call: FlowCall) -> tuple[str, ...]:
+    """The models whose galleries this search covers, the policy's first: one but during a switch."""
+    models = [serving.model_name for serving in serving_galleries(call.caller.organization, call.policy)]
+    if len(models) == 1:
+        return (models[0],)
+    deployable = set(deployable_embedders())
+    for model in models[1:]:
+        if model not in deployable:
+            # Its weights left this deployment: its persons can still be verified from nowhere, so
+            # the search goes on without them rather than failing for everyone.
+            logger.warning("identify cannot search the %r gallery: the model is not deployable", model)
+    return (models[0], *(model for model in models[1:] if model in deployable))
+
+
+@dataclass(frozen=True)
+class _Gallery:
+    """One serving model's gallery as this search covers it: its thresholds and its frames."""
+
+    model_name: str
+    model_version: str
+    limits: IdentifyThresholds
+    persons: int  # the persons of this gallery (limits.gallery_size counts all galleries')
+    frames: list[FrameResult]
+    primary: bool  # the policy's model (else an old model still serving during a switch)
 
 
 @dataclass(frozen=True)
@@ -84,7 +140,20 @@ class _Candidate:
     similarity: float
     threshold: float
     frame: FrameResult
+    gallery: _Gallery
     person: Person | None = None
+    decision: Decision | None = None
+
+    @property
+    def margin(self) -> float:
+        return self.similarity - self.threshold
+
+    @property
+    def masked_space(self) -> bool:
+        """Whether the candidate was decided in the mask-aware space (else the frame's decision)."""
+        if self.decision is not None:
+            return self.decision.space != SPACE_FULL
+        return bool(self.frame.masked)
 
 
 def finish_identify(
@@ -128,8 +197,9 @@ def _decide(
     ledger: lockout.Ledger,
     grant: lockout.Grant,
 ) -> IdentifyResult:
-    policy = call.policy
-    ranked, best_seen = _search(call, [frame for _, frame in usable])
+    galleries = _galleries(call, output, [index for index, _ in usable])
+    primary = galleries[0]
+    ranked, best_seen = _search(call, galleries)
     if ranked:
         ledger.settle(grant, state=LockoutState.PASSED, comparisons=len(usable))
     elif best_seen is not None:
@@ -151,17 +221,23 @@ def _decide(
             decided, similarity = best_seen, best_seen.similarity
             reason = f"nobody at or above the threshold; best {similarity:.4f} < {best_seen.threshold:.4f}"
         else:
-            frame = usable[0][1]
-            decided = _Candidate(0.0, policy.threshold_for(masked=bool(frame.masked)), frame)
+            frame = primary.frames[0]
+            decided = _Candidate(0.0, primary.limits.threshold_for(masked=bool(frame.masked)), frame, primary)
             similarity, reason = None, "no enrolled template to compare with"
+    if decided.decision is not None:
+        reason += f"; {decided.decision.describe()}"
+    reason += f"; {decided.gallery.limits.describe(masked=decided.masked_space)}"
+    if len(galleries) > 1:
+        searched = ", ".join(f"{g.model_name} ({g.persons})" for g in galleries)
+        reason += f"; model switch: galleries {searched}, decided by {decided.gallery.model_name}"
     masked = bool(decided.frame.masked)
     attempt = record(
         call.caller,
         started=call.started,
         mode=MODE,
         decision=decision,
-        model_name=policy.embedding_model,
-        model_version=output.model_version,
+        model_name=decided.gallery.model_name,
+        model_version=decided.gallery.model_version,
         similarity=similarity,
         threshold=decided.threshold,
         matched_person=matched,
@@ -183,30 +259,105 @@ def _decide(
         pipeline_ms=output.pipeline_ms,
         decision=decision,
         frames=frame_summaries(output),
-        model=ModelRef(policy.embedding_model, output.model_version),
+        model=ModelRef(decided.gallery.model_name, decided.gallery.model_version),
+        candidates_searched=primary.limits.gallery_size,
+        target_fpir=primary.limits.target_fpir,
     )
 
 
-def _search(call: FlowCall, frames: list[FrameResult]) -> tuple[list[_Candidate], _Candidate | None]:
-    """(candidates at or above their frame's threshold, best first, at most top_k; the most similar
-    template seen at all, for the audit row of a no-match)."""
+def _galleries(call: FlowCall, output: PipelineOutput, indices: list[int]) -> list[_Gallery]:
+    """The galleries this search covers, the policy's first: each serving model the worker embedded
+    the frames with (the frames at `indices` that its own pipeline found usable), with thresholds
+    chosen for the persons of all of them together."""
     organization = call.caller.organization
-    policy = call.policy
+    found: list[tuple[Serving, str, list[FrameResult], int]] = []
+    # The policy's model comes first, and the output always holds its frames (the request's model).
+    for serving in serving_galleries(organization, call.policy):
+        frames = output.frames_of(serving.model_name)
+        if frames is None:  # not embedded with it: not deployable, or serving since the call began
+            continue
+        usable = [frames.results[i] for i in indices if frames.results[i].usable]
+        persons = _persons_served(organization, serving.model_name, call.policy.embedding_model)
+        found.append((serving, frames.model_version, usable, persons))
+    total = sum(persons for *_, persons in found)
+    return [
+        _Gallery(
+            model_name=serving.model_name,
+            model_version=version,
+            limits=identify_thresholds(organization, serving.applied_to(call.policy), size=total),
+            persons=persons,
+            frames=frames,
+            primary=position == 0,
+        )
+        for position, (serving, version, frames, persons) in enumerate(found)
+    ]
+
+
+def _persons_served(organization: Organization, model_name: str, policy_model: str) -> int:
+    """The active persons a gallery serves: an old model's leaves out those the policy's serves."""
+    if model_name == policy_model:
+        return gallery_size(organization, model_name)
+    return (
+        Person.objects.filter(organization=organization, active=True, templates__model_name=model_name)
+        .exclude(templates__model_name=policy_model)
+        .distinct()
+        .count()
+    )
+
+
+def _search(call: FlowCall, galleries: list[_Gallery]) -> tuple[list[_Candidate], _Candidate | None]:
+    """(candidates the rule accepts, largest margin first, at most top_k; the candidate with the
+    largest margin seen at all, for the audit row of a no-match).
+
+    HNSW finds the candidates by any of the frame's vectors in each gallery; each is then decided
+    by the rule verify uses, against that gallery's open-set thresholds. An old model's gallery
+    leaves out persons the policy's model serves already (its templates are on their way out).
+    """
     best_by_person: dict[int, _Candidate] = {}
     best_seen: _Candidate | None = None
-    for frame in frames:
-        threshold = policy.threshold_for(masked=bool(frame.masked))
+    for gallery in galleries:
+        for candidate in _gallery_candidates(call, gallery):
+            if best_seen is None or candidate.margin > best_seen.margin:
+                best_seen = candidate
+            if not candidate.decision.accepted:
+                continue
+            current = best_by_person.get(candidate.person.pk)
+            if current is None or candidate.margin > current.margin:
+                best_by_person[candidate.person.pk] = candidate
+    ranked = sorted(best_by_person.values(), key=lambda c: -c.margin)[: call.top_k]
+    return ranked, best_seen
+
+
+def _gallery_candidates(call: FlowCall, gallery: _Gallery) -> list[_Candidate]:
+    """Every candidate person of one gallery for every frame, decided."""
+    organization = call.caller.organization
+    policy = call.policy
+    thresholds = policy_thresholds(gallery.limits)
+    candidates = []
+    for frame in gallery.frames:
+        persons: dict[int, Person] = {}
         for variant, vector in frame.vectors():
             for m in selectors.nearest_templates(
-                organization, policy.embedding_model, vector, variants=[variant], limit=call.top_k
+                organization, gallery.model_name, vector, variants=[variant], limit=call.top_k
             ):
-                candidate = _Candidate(m.similarity, threshold, frame, m.person)
-                if best_seen is None or m.similarity > best_seen.similarity:
-                    best_seen = candidate
-                if m.similarity < threshold:
-                    continue
-                current = best_by_person.get(m.person.pk)
-                if current is None or m.similarity > current.similarity:
-                    best_by_person[m.person.pk] = candidate
-    ranked = sorted(best_by_person.values(), key=lambda c: -c.similarity)[: call.top_k]
-    return ranked, best_seen
+                persons[m.person.pk] = m.person
+        if not gallery.primary and persons:
+            moved = FaceTemplate.objects.filter(
+                organization=organization, model_name=policy.embedding_model, person_id__in=list(persons)
+            ).values_list("person_id", flat=True)
+            for person_id in set(moved):
+                del persons[person_id]
+        decisions = score_persons(
+            organization,
+            frame,
+            persons,
+            model_name=gallery.model_name,
+            strategy=policy.mask_strategy,
+            thresholds=thresholds,
+            mask_threshold=policy.mask_threshold,
+        )
+        candidates.extend(
+            _Candidate(decision.similarity, decision.threshold, frame, gallery, persons[person_id], decision)
+            for person_id, decision in decisions.items()
+        )
+    return candidates

@@ -31,14 +31,21 @@ RETRY_AFTER_SECONDS = 5
 _REFUSAL_DECISIONS = {"no_face": DecisionChoices.NO_FACE}
 
 
-def probe_request(policy: PolicySnapshot, images: Sequence[ImageInput]) -> PipelineRequest:
-    """The worker call that embeds verify and identify frames with the organization's policy."""
+def probe_request(
+    policy: PolicySnapshot, images: Sequence[ImageInput], *, mask_aware: bool = False
+) -> PipelineRequest:
+    """The worker call that embeds verify and identify frames with the organization's policy.
+
+    mask_aware: the frames will meet photos that exist only in the mask-aware space
+    (faceid.flows.scoring.needs_mask_aware): unmasked frames then carry that vector too.
+    """
     return PipelineRequest(
         kind="probe",
         images_b64=tuple(encode_image(image.data) for image in images),
         embedder=policy.embedding_model,
         mask_threshold=policy.mask_threshold,
         strategy=policy.mask_strategy,
+        mask_aware=mask_aware,
     )
 
 

@@ -96,6 +96,9 @@ class IdentifyMatch:
 @dataclass(frozen=True)
 class IdentifyResult(ProbeResult):
     matches: tuple[IdentifyMatch, ...]
+    # The persons searched (the gallery size the thresholds were chosen for) and the FPIR target.
+    candidates_searched: int = 0
+    target_fpir: float | None = None
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,18 @@
 
 ``prepare_verify`` runs in the web process before the pipeline: it resolves the claim (always
 within the caller's organization), checks the lockout and the images, and returns the pipeline
-request. ``finish_verify`` decides on the pipeline's output: the best frame's best similarity
-against the person's templates of the variant the frame needs, the policy's masked or unmasked
-threshold, and exactly one audit row per call, refusals included.
+request. ``finish_verify`` decides on the pipeline's output: each frame against each of the
+person's enrolled photos in the comparison space their mask decisions call for (full face only
+when neither side is masked; mask-aware whenever either is; both, the stricter winning, when a
+mask decision is unsure: inference.comparison), with that space's threshold; the best frame
+decides, and exactly one audit row per call, refusals included, records the space and threshold.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from faceid import lockout, selectors
+from faceid import lockout, model_switch, selectors
 from faceid.contracts import MAX_IMAGES, FrameResult, PipelineFailure, PipelineOutput
 from faceid.flows.common import (
     Caller,
@@ -29,7 +31,9 @@ from faceid.flows.common import (
 )
 from faceid.flows.probes import keep_probe_images, probe_request, refuse_failure, usable_frames
 from faceid.flows.results import ModelRef, PersonRef, VerifyResult, frame_summaries
+from faceid.flows.scoring import needs_mask_aware, person_photos, policy_thresholds, score_frame
 from faceid.models import AttemptMode, DecisionChoices, LockoutState, Person
+from inference.comparison import Decision
 from tenants.selectors import policy_for
 
 MODE = AttemptMode.VERIFY
@@ -48,7 +52,8 @@ def prepare_verify(
     call.claim = claim
 
     def refused(**kwargs) -> FlowError:
-        return refuse(caller, started=call.started, mode=MODE, model_name=policy.embedding_model, **kwargs)
+        model_name = call.policy.embedding_model
+        return refuse(caller, started=call.started, mode=MODE, model_name=model_name, **kwargs)
 
     if not claim:
         raise refused(
@@ -80,6 +85,8 @@ def prepare_verify(
             claimed_person=person,
             claimed_external_id=claim,
         )
+    # During a model switch the person's old templates serve until their new ones exist (C4).
+    call.policy = model_switch.serving_model(organization, person, call.policy).applied_to(call.policy)
 
     # Reserve this call's frames from the person's budget under the person's lock: parallel,
     # asynchronous and multi-key calls all see each other's reservations.
@@ -103,14 +110,14 @@ def prepare_verify(
                 extra=exc.extra,
             ) from None
         if not selectors.templates_for_person(
-            organization, person, model_name=policy.embedding_model
+            organization, person, model_name=call.policy.embedding_model
         ).exists():
             raise refused(
                 decision=DecisionChoices.NO_TEMPLATES,
                 status=409,
                 reason="no_templates",
                 detail="This person has no enrolled face for the organization's model.",
-                audit_reason=f"no {policy.embedding_model} templates enrolled",
+                audit_reason=f"no {call.policy.embedding_model} templates enrolled",
                 claimed_person=person,
             )
     except FlowError:
@@ -119,7 +126,12 @@ def prepare_verify(
     call.lockout_entry = grant.entry_id
     call.person_id = person.pk
     call.images = image_metas(images, keep=policy.keep_images)
-    return PreparedCall(call, probe_request(call.policy, images))
+    # A person enrolled with a mask on (or on an unsure photo) is met in the mask-aware space even
+    # by an unmasked probe: only then does the worker embed that space for unmasked frames too.
+    mask_aware = needs_mask_aware(
+        organization, call.policy.embedding_model, mask_threshold=policy.mask_threshold, person=person
+    )
+    return PreparedCall(call, probe_request(call.policy, images, mask_aware=mask_aware))
 
 
 _FAILURES = "failed verifications of this person"
@@ -158,7 +170,7 @@ def finish_verify(
             )
         else:
             compared = compared_frames(usable, grant.frames)
-            best = _best_frame(organization, person, policy.embedding_model, compared)
+            best = _best_frame(organization, person, policy, compared)
             if best is None:
                 ledger.settle(grant, state=LockoutState.VOID)
                 refusal = _no_templates(call, output, usable[0][1], person)
@@ -201,18 +213,21 @@ def _decide(
     call: FlowCall,
     output: PipelineOutput,
     person: Person,
-    best: tuple[float, int, FrameResult],
+    best: tuple[Decision, int, FrameResult],
     ledger: lockout.Ledger,
     grant: lockout.Grant,
     compared: int,
 ) -> VerifyResult:
     """Accept or reject on the best frame, settle the lockout entry, write the audit row."""
     policy = call.policy
-    similarity, index, frame = best
+    scored, index, frame = best
     masked = bool(frame.masked)
-    threshold = policy.threshold_for(masked=masked)
-    match = similarity >= threshold
-    reason = f"similarity {similarity:.4f} {'>=' if match else '<'} threshold {threshold:.4f}"
+    # The comparison space decides the threshold: masked whenever either side wore a mask.
+    similarity, threshold, match = scored.similarity, scored.threshold, scored.accepted
+    reason = (
+        f"similarity {similarity:.4f} {'>=' if match else '<'} threshold {threshold:.4f}, "
+        + scored.describe()
+    )
     if compared > 1:
         reason += f" (best of {compared} frames)"
     locked_out = None
@@ -258,18 +273,25 @@ def _decide(
 
 
 def _best_frame(
-    organization, person: Person, model_name: str, usable: list[tuple[int, FrameResult]]
-) -> tuple[float, int, FrameResult] | None:
-    """The most similar (similarity, frame index, frame) over every vector of every usable frame,
-    each compared with the person's templates of that vector's variant; None without templates."""
+    organization, person: Person, policy: PolicySnapshot, usable: list[tuple[int, FrameResult]]
+) -> tuple[Decision, int, FrameResult] | None:
+    """The best (decision, frame index, frame) over the usable frames, ranked by the margin over
+    the threshold of the space each was decided in; None when nothing could be compared."""
+    photos = person_photos(
+        organization, policy.embedding_model, [person.pk], mask_threshold=policy.mask_threshold
+    )[person.pk]
+    thresholds = policy_thresholds(policy)
     best = None
     for index, frame in usable:
-        for variant, vector in frame.vectors():
-            match = selectors.best_match_for_person(
-                organization, person, model_name, vector, variants=[variant]
-            )
-            if match is not None and (best is None or match.similarity > best[0]):
-                best = (match.similarity, index, frame)
+        decision = score_frame(
+            frame,
+            photos,
+            strategy=policy.mask_strategy,
+            thresholds=thresholds,
+            mask_threshold=policy.mask_threshold,
+        )
+        if decision is not None and (best is None or decision.deciding.margin > best[0].deciding.margin):
+            best = (decision, index, frame)
     return best
 
 

@@ -21,6 +21,7 @@ from django.db import connection
 from faceid.contracts import (
     ContractError,
     FrameResult,
+    ModelFrames,
     PipelineOutput,
     PipelineRequest,
     decode_image_text,
@@ -29,7 +30,7 @@ from faceid.task_results import TaskInputError
 from faceid.worker import process
 from inference.decode import ImageDecodeError, decode_image, decode_images
 from inference.embedders import UnknownEmbedderError, WeightsUnavailableError
-from inference.pipeline import get_pipeline
+from inference.pipeline import FacePipeline, get_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -70,54 +71,79 @@ def current_task_id() -> str:
 
 
 def analyze(call: PipelineRequest, blobs: list[bytes]) -> PipelineOutput:
+    """The request's frames through its model's pipeline, then through each model of
+    ``call.also_embed`` (each pipeline detects and decides the mask itself: every model's frames
+    are complete and consistent on their own)."""
     device = process.inference_device()
-    try:
-        pipeline = get_pipeline(call.embedder, device=device)
-    except WeightsUnavailableError:
-        raise  # this deployment lacks the weights: a fault of ours (503), not the caller's
-    except UnknownEmbedderError as exc:
-        raise TaskInputError("bad_argument", f"cannot build the pipeline: {exc}") from None
-    except ValueError as exc:
-        # Its text may name files of this machine: the logs get it, the caller only the reference.
-        logger.warning("pipeline %r cannot be built [%s]: %s", call.embedder, current_task_id(), exc)
-        raise TaskInputError(
-            "bad_argument", f"cannot build the pipeline (reference {current_task_id()})"
-        ) from None
+    pipelines = [_pipeline(name, device) for name in call.models()]
 
     started = time.perf_counter()
-    frames: list[FrameResult | None] = [None] * len(blobs)
-    pixels, positions = [], []
     decoded = decode_images(
         blobs,
         max_pixels=settings.MAX_IMAGE_PIXELS,
         max_total_pixels=settings.MAX_TASK_PIXELS,
         formats=settings.IMAGE_FORMATS,
     )
+    decode_ms = round((time.perf_counter() - started) * 1000.0 / len(blobs), 2)
+    # The images are decoded once: only the request's own frames report the decode time.
+    frames = [
+        _frames(pipeline, call, decoded, decode_ms if position == 0 else None)
+        for position, pipeline in enumerate(pipelines)
+    ]
+    return PipelineOutput(
+        model_name=call.embedder,
+        model_version=pipelines[0].model_version,
+        device=device,
+        results=frames[0],
+        also=tuple(
+            ModelFrames(name, pipeline.model_version, results)
+            for name, pipeline, results in zip(call.also_embed, pipelines[1:], frames[1:], strict=True)
+        ),
+    )
+
+
+def _pipeline(name: str, device: str) -> FacePipeline:
+    try:
+        return get_pipeline(name, device=device)
+    except WeightsUnavailableError:
+        raise  # this deployment lacks the weights: a fault of ours (503), not the caller's
+    except UnknownEmbedderError as exc:
+        raise TaskInputError("bad_argument", f"cannot build the pipeline: {exc}") from None
+    except ValueError as exc:
+        # Its text may name files of this machine: the logs get it, the caller only the reference.
+        logger.warning("pipeline %r cannot be built [%s]: %s", name, current_task_id(), exc)
+        raise TaskInputError(
+            "bad_argument", f"cannot build the pipeline (reference {current_task_id()})"
+        ) from None
+
+
+def _frames(
+    pipeline: FacePipeline, call: PipelineRequest, decoded: list, decode_ms: float | None
+) -> tuple[FrameResult, ...]:
+    """One FrameResult per image: undecodable bytes keep their place with ``decode_error``."""
+    frames: list[FrameResult | None] = [None] * len(decoded)
+    pixels, positions = [], []
     for index, image in enumerate(decoded):
         if isinstance(image, ImageDecodeError):
             frames[index] = FrameResult.undecodable(image.reason, image.message)
         else:
             pixels.append(image)
             positions.append(index)
-    decode_ms = round((time.perf_counter() - started) * 1000.0 / len(blobs), 2)
-
     if pixels:
         if call.kind == "enroll":
             results = pipeline.enroll(
                 pixels, mask_threshold=call.mask_threshold, allow_masked=call.allow_masked
             )
         else:
-            results = pipeline.probe(pixels, mask_threshold=call.mask_threshold, strategy=call.strategy)
+            results = pipeline.probe(
+                pixels, mask_threshold=call.mask_threshold, strategy=call.strategy, mask_aware=call.mask_aware
+            )
         for index, result in zip(positions, results, strict=True):
             data = result.to_dict()
-            data["timings_ms"]["decode"] = decode_ms
+            if decode_ms is not None:
+                data["timings_ms"]["decode"] = decode_ms
             frames[index] = FrameResult.from_json(data)
-    return PipelineOutput(
-        model_name=call.embedder,
-        model_version=pipeline.model_version,
-        device=device,
-        results=tuple(frames),
-    )
+    return tuple(frames)
 
 
 # --- diagnostics ---------------------------------------------------------------------------------

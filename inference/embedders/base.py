@@ -25,6 +25,7 @@ class Embedder:
         # Input normalisation, from the spec: (pixel - mean) * scale per RGB channel.
         self._mean = torch.tensor(spec.input.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self._scale = torch.tensor(spec.input.scale, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self._bgr = spec.input.channel_order == "bgr"
 
     def embed(
         self, crops: Sequence[np.ndarray], *, flip: bool = True, batch_size: int = 32, normalize: bool = True
@@ -48,8 +49,10 @@ class Embedder:
         with torch.inference_mode():
             for start in range(0, len(crops), batch_size):
                 chunk = np.stack([np.asarray(c) for c in crops[start : start + batch_size]])
-                pixels = torch.from_numpy(chunk).to(self.device, non_blocking=True)
-                batch = (pixels.permute(0, 3, 1, 2).float() - self._mean) * self._scale
+                pixels = torch.from_numpy(chunk).to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+                if self._bgr:
+                    pixels = pixels.flip(1)
+                batch = (pixels.float() - self._mean) * self._scale
                 if flip:
                     # One forward over crops and mirrors together keeps the batch large.
                     both = self.module(torch.cat([batch, torch.flip(batch, dims=[3])]))

@@ -67,11 +67,23 @@ class WeightsSource:
 
 @dataclass(frozen=True)
 class InputConfig:
-    """The crop an embedder takes: aligned to `template`, then (pixel - mean) * scale per RGB channel."""
+    """The crop an embedder takes: aligned to `template`, then (pixel - mean) * scale per channel.
+
+    The pipeline always hands RGB crops; `channel_order="bgr"` makes the embedder reverse the
+    channels first (mean and scale are then given in BGR order, as the network's authors give
+    them). `align_mode` names the landmark fit for full-face crops (inference.align.ALIGN_MODES):
+    the best source of the five points differs per model and is chosen by measurement.
+    """
 
     template: AlignTemplate
     mean: tuple[float, float, float]
     scale: tuple[float, float, float]
+    channel_order: str = "rgb"
+    align_mode: str = "five_point"
+
+    def __post_init__(self) -> None:
+        if self.channel_order not in ("rgb", "bgr"):
+            raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {self.channel_order!r}")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from inference.device import resolve_device
 from inference.mask.network import MaskNet, NetworkConfig
 from inference.variants import DEFAULT_MASK_THRESHOLD, is_masked
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "mask_classifier_v1.pt"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "mask_classifier_v2.pt"
 CHECKPOINT_FORMAT = "faceid.mask_classifier"
 
 
@@ -62,7 +62,7 @@ class MaskClassifier:
     def from_weights(
         cls, path: str | os.PathLike | None = None, device: str | torch.device = "auto"
     ) -> MaskClassifier:
-        """Load a checkpoint written by `toolkit.mask_training` (default: the committed v1 weights)."""
+        """Load a checkpoint written by `toolkit.mask_training` (default: the committed v2 weights)."""
         path = Path(path) if path is not None else DEFAULT_WEIGHTS
         if not path.is_file():
             raise FileNotFoundError(f"mask classifier weights not found at {path}")

@@ -12,6 +12,7 @@ from django.test import Client
 
 from faceid import services
 from faceid.models import AttemptMode, DecisionChoices, Person, VerificationAttempt
+from tenants import services as tenant_services
 from tenants.models import ApiKey, Role
 from tenants.selectors import policy_for
 
@@ -177,12 +178,50 @@ def test_policy_page_saves_and_validates(tenant):
         "lockout_window_seconds": "60",
         "lockout_seconds": "120",
         "image_retention_days": "7",
+        "identify_fpir": "0.01",
     }
     assert client.post("/console/policy/", data).status_code == 302
     policy = policy_for(tenant.organization)
     assert (policy.threshold_masked, policy.mask_strategy, policy.lockout_failures) == (0.97, "cutout", 3)
     bad = client.post("/console/policy/", {**data, "threshold_masked": "7"})
     assert bad.status_code == 200 and "errorlist" in bad.content.decode()
+
+
+def test_policy_page_sets_identify_fpir_and_shows_the_gallery_it_is_chosen_for(tenant):
+    client = login(tenant)
+    for n in range(2):
+        person = services.create_person(tenant.organization, external_id=f"idf-{n}")
+        vector = np.random.default_rng(n).normal(size=128)
+        services.store_templates(
+            tenant.organization,
+            person,
+            [
+                services.TemplateData(
+                    "dlib_resnet_v1", "v", "full", (vector / np.linalg.norm(vector)).tolist(), f"{n:064x}"
+                )
+            ],
+        )
+    page = client.get("/console/policy/").content.decode()
+    assert 'id="identify-fpir"' in page and "Now 2 person(s) are searched" in page
+    form = _policy_form_values(tenant)
+    assert client.post("/console/policy/", {**form, "identify_fpir": "0.001"}).status_code == 302
+    assert policy_for(tenant.organization).identify_fpir == 0.001
+    bad = client.post("/console/policy/", {**form, "identify_fpir": "0.9"})
+    assert bad.status_code == 200 and "errorlist" in bad.content.decode()
+    assert policy_for(tenant.organization).identify_fpir == 0.001
+
+
+def _policy_form_values(tenant) -> dict[str, str]:
+    policy = policy_for(tenant.organization)
+    values = {}
+    for name in tenant_services.POLICY_FIELDS:
+        value = getattr(policy, name)
+        if isinstance(value, bool):
+            if value:
+                values[name] = "on"
+        else:
+            values[name] = str(value)
+    return values
 
 
 def _synthetic_templates(tenant, persons=6, photos=3, seed=0):

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-from PIL import Image
 from rest_framework.test import APIClient
 
 from tenants import services as tenant_services
@@ -20,17 +17,8 @@ def _rate_limits(generous_rate_limits) -> None:
 
 
 @pytest.fixture(scope="session")
-def portrait(portraits_dir: Path) -> Callable[[str], bytes]:
-    """A portrait as JPEG bytes, at most 800 px on a side."""
-
-    def read(name: str) -> bytes:
-        image = Image.open(portraits_dir / name).convert("RGB")
-        image.thumbnail((800, 800))
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=92)
-        return buffer.getvalue()
-
-    return read
+def portrait(portrait_jpeg) -> Callable[[str], bytes]:
+    return portrait_jpeg
 
 
 @pytest.fixture

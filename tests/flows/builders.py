@@ -20,7 +20,8 @@ from tenants.models import Organization
 MODEL = "dlib_resnet_v1"
 DIM = embedder_spec(MODEL).dim
 # Explicit thresholds: the tests check the flows' decisions, not the defaults' calibration.
-THRESHOLDS = {"threshold_unmasked": 0.92, "threshold_masked": 0.96}  # at or above the model's floors
+# dlib_resnet_v1's scale, at or above its floors (the flow tests pin that model).
+THRESHOLDS = {"embedding_model": "dlib_resnet_v1", "threshold_unmasked": 0.92, "threshold_masked": 0.96}
 _serial = itertools.count(1)
 
 

@@ -32,12 +32,13 @@ def test_candidates_above_the_threshold_are_ranked_best_first(caller, gallery, a
 def test_each_person_counts_once_with_their_best_frame(caller, gallery):
     gallery.enroll("alice")
     gallery.enroll("bob")
-    first = frame({VARIANT_FULL: [gallery.probe("alice", 0.94), gallery.probe("bob", 0.93)]})
-    second = frame({VARIANT_FULL: [gallery.probe("alice", 0.97)]})
+    # Above identify's open-set threshold for two persons (FPIR 1%: FAR 0.5% per comparison).
+    first = frame({VARIANT_FULL: [gallery.probe("alice", 0.975), gallery.probe("bob", 0.97)]})
+    second = frame({VARIANT_FULL: [gallery.probe("alice", 0.99)]})
     result = identify(caller, first, second)
     assert [(m.external_id, round(m.similarity, 2)) for m in result.matches] == [
-        ("alice", 0.97),
-        ("bob", 0.93),
+        ("alice", 0.99),
+        ("bob", 0.97),
     ]
     assert [m.external_id for m in identify(caller, first, second, top_k=1).matches] == ["alice"]
 

@@ -24,15 +24,17 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def compared(monkeypatch):
-    """How many probe vectors were compared with a person's templates (verify)."""
+    """How many probe frames were compared with a person's photos (verify)."""
+    from faceid.flows import verify
+
     calls = []
-    original = selectors.best_match_for_person
+    original = verify.score_frame
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(selectors, "best_match_for_person", counting)
+    monkeypatch.setattr(verify, "score_frame", counting)
     return calls
 
 

@@ -13,6 +13,7 @@ from tenants.forms import PolicyForm
 from tenants.models import OrganizationPolicy
 from tenants.selectors import policy_for
 from tenants.services import create_organization, update_policy
+from tests.plugins.factories import TEST_MODEL
 
 DLIB, IRESNET = embedder_spec("dlib_resnet_v1"), embedder_spec("iresnet50")
 
@@ -31,9 +32,9 @@ def install_weights(weights_dir: Path, name: str) -> None:
 
 def test_a_new_organization_gets_the_default_policy(org):
     policy = policy_for(org)
-    assert policy.embedding_model == DEFAULT_EMBEDDER
-    assert policy.threshold_unmasked == embedder_spec(DEFAULT_EMBEDDER).default_threshold_unmasked
-    assert policy.threshold_masked == embedder_spec(DEFAULT_EMBEDDER).default_threshold_masked
+    assert policy.embedding_model == TEST_MODEL  # the factory's; the registry default is tested below
+    assert policy.threshold_unmasked == embedder_spec(TEST_MODEL).default_threshold_unmasked
+    assert policy.threshold_masked == embedder_spec(TEST_MODEL).default_threshold_masked
     assert policy.target_far == tenant_models.DEFAULT_TARGET_FAR == 0.001
     assert policy.mask_threshold == 0.5 and policy.mask_strategy == "cutout"
     assert policy.require_unmasked_enrollment is True
@@ -64,12 +65,12 @@ def test_switching_model_resets_thresholds_unless_given(org, weights_dir):
 
 
 def test_a_model_without_weights_here_cannot_be_chosen(org, weights_dir):
-    assert deployable_embedders() == ["dlib_resnet_v1"]
+    assert "iresnet50" not in deployable_embedders()
     with pytest.raises(ValidationError) as refused:
         update_policy(org, embedding_model="iresnet50")
     [message] = refused.value.message_dict["embedding_model"]
-    assert "iresnet50" in message and "deployable models: dlib_resnet_v1" in message
-    assert policy_for(org).embedding_model == DEFAULT_EMBEDDER
+    assert "iresnet50" in message and "deployable models: dlib_resnet_v1, fusion_sface_intel" in message
+    assert policy_for(org).embedding_model == TEST_MODEL
 
 
 def test_an_organization_whose_model_lost_its_weights_keeps_it(org, weights_dir):
@@ -109,13 +110,15 @@ def test_policy_form_offers_the_deployable_models_and_the_current_one(org, weigh
     def offered(policy: OrganizationPolicy) -> list[str]:
         return [value for value, _ in PolicyForm(instance=policy).fields["embedding_model"].widget.choices]
 
-    assert offered(policy_for(org)) == ["dlib_resnet_v1"]
+    shipped = ["dlib_resnet_v1", "fusion_sface_intel", "intel_0095", "sface"]
+    assert offered(policy_for(org)) == shipped
     install_weights(weights_dir, "iresnet50")
-    assert offered(policy_for(org)) == ["dlib_resnet_v1", "iresnet50"]
+    assert offered(policy_for(org)) == sorted([*shipped, "iresnet50"])
     update_policy(org, embedding_model="iresnet50")
     (weights_dir / IRESNET.weights.file).unlink()
-    # Kept on offer, so that saving another field does not switch the model away.
-    assert offered(policy_for(org)) == ["dlib_resnet_v1", "iresnet50"]
+    # Kept on offer (after the deployable ones), so that saving another field does not switch
+    # the model away.
+    assert offered(policy_for(org)) == [*shipped, "iresnet50"]
 
 
 def _admin_change_form(admin_client, org) -> tuple[str, dict[str, object]]:
@@ -165,7 +168,7 @@ def test_the_django_admin_refuses_a_model_without_weights(admin_client, org, wei
     assert response.status_code == 200
     [errors] = response.context["inline_admin_formsets"][0].formset.errors
     assert "deployable models: dlib_resnet_v1" in errors["embedding_model"][0]
-    assert policy_for(org).embedding_model == DEFAULT_EMBEDDER
+    assert policy_for(org).embedding_model == TEST_MODEL
 
 
 @pytest.mark.parametrize(
@@ -184,7 +187,7 @@ def test_the_django_admin_refuses_a_model_without_weights(admin_client, org, wei
 def test_invalid_policy_values_are_refused(org, fields):
     with pytest.raises(ValidationError):
         update_policy(org, **fields)
-    assert policy_for(org).embedding_model == DEFAULT_EMBEDDER
+    assert policy_for(org).embedding_model == TEST_MODEL
 
 
 def test_the_database_refuses_out_of_range_policies(org):
@@ -427,4 +430,30 @@ def test_the_django_admin_adds_an_organization_with_its_policy_through_the_servi
     org = tenant_models.Organization.objects.get(slug="added")
     assert policy_for(org).threshold_unmasked == 0.95
     [(row, changes)] = policy_events(org)
-    assert changes == {"threshold_unmasked": [0.94, 0.95]} and row.user_id == admin_user.pk
+    # The admin's inline starts from the registry default's thresholds.
+    default_unmasked = embedder_spec(DEFAULT_EMBEDDER).default_threshold_unmasked
+    assert changes == {"threshold_unmasked": [default_unmasked, 0.95]}
+    assert row.user_id == admin_user.pk
+
+
+def test_a_new_organization_starts_on_the_registry_default_with_its_thresholds(db):
+    organization = create_organization(slug="fresh", name="Fresh")
+    policy = policy_for(organization)
+    spec = embedder_spec(DEFAULT_EMBEDDER)
+    assert policy.embedding_model == DEFAULT_EMBEDDER == "intel_0095"
+    assert (policy.threshold_unmasked, policy.threshold_masked) == (
+        spec.default_threshold_unmasked,
+        spec.default_threshold_masked,
+    )
+
+
+def test_an_organization_created_on_a_model_starts_there_without_a_switch(db):
+    from faceid.models import ModelSwitch
+
+    organization = create_organization(slug="fused", name="Fused", embedding_model="fusion_sface_intel")
+    policy = policy_for(organization)
+    assert (policy.embedding_model, policy.threshold_unmasked) == ("fusion_sface_intel", 0.38)
+    assert not ModelSwitch.objects.filter(organization=organization).exists()
+    with pytest.raises(ValidationError) as refused:
+        create_organization(slug="nope", name="Nope", embedding_model="iresnet50")
+    assert "not deployable" in refused.value.message_dict["embedding_model"][0]

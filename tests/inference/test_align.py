@@ -14,6 +14,7 @@ from inference.align import (
     TEMPLATES,
     align_face,
     alignment_matrix,
+    derived_positions,
     estimate_similarity,
     transform_points,
 )
@@ -62,7 +63,8 @@ def test_similarity_never_mirrors():
 @pytest.mark.parametrize("template", [DLIB_150, ARCFACE_112], ids=lambda t: t.name)
 def test_output_is_the_template_size_in_uint8_rgb(portrait, template):
     rgb, face = portrait
-    for mode in ALIGN_MODES:
+    # "yunet" fits YuNet's eye centres, nose and mouth corners: ArcFace-style templates only.
+    for mode in (m for m in ALIGN_MODES if m != "yunet" or template is ARCFACE_112):
         crop = align_face(rgb, face, template, mode=mode)
         assert crop.shape == (template.size[1], template.size[0], 3)
         assert crop.dtype == np.uint8
@@ -110,10 +112,24 @@ def test_alignment_undoes_rotation_within_two_pixels(detector, portrait):
 
 
 def test_derived_positions_cover_every_mode_point():
-    for name in TEMPLATES:
-        positions = DERIVED_POSITIONS[name]
+    for template in TEMPLATES.values():
+        positions = derived_positions(template)
         assert set(EYE_MESH_INDICES) <= set(positions)
         assert set(MESH_MODE_INDICES) <= set(positions)
+    assert derived_positions(DLIB_150) is DERIVED_POSITIONS["dlib_150"]
+
+
+def test_arcface_style_templates_carry_arcfaces_derived_positions_over(portrait):
+    rgb, face = portrait
+    for template in TEMPLATES.values():
+        if template.name in DERIVED_POSITIONS or template.mesh_indices != ARCFACE_112.mesh_indices:
+            continue
+        # "eyes" on such a template is ArcFace's "eyes" followed by the fixed ArcFace-to-template fit.
+        to_template = estimate_similarity(ARCFACE_112.points, template.points)
+        via_arcface = alignment_matrix(face, ARCFACE_112, mode="eyes")
+        chained = to_template[:, :2] @ via_arcface
+        chained[:, 2] += to_template[:, 2]
+        assert np.allclose(alignment_matrix(face, template, mode="eyes"), chained, atol=1e-6)
 
 
 def test_eyes_mode_agrees_with_five_points_on_an_unmasked_face(portrait):

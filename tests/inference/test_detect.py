@@ -83,7 +83,17 @@ def test_finds_a_face_that_fills_the_frame(detector, plain_mesh, mask_data_dir: 
     assert _inside(face, (0, 0, width, height), slack=0.35 * max(width, height))
 
 
-def test_finds_a_small_face_in_a_large_scene(detector, plain_mesh, lfw_image):
+@pytest.fixture(scope="module")
+def before_yunet() -> FaceDetector:
+    """The chain without YuNet: mesh, then FaceDetection boxes, then the padded image."""
+    detector = FaceDetector(yunet=False)
+    yield detector
+    detector.close()
+
+
+@pytest.mark.parametrize(("chain", "source"), [("detector", "yunet"), ("before_yunet", "detector")])
+def test_finds_a_small_face_in_a_large_scene(request, plain_mesh, lfw_image, chain: str, source: str):
+    detector = request.getfixturevalue(chain)
     canvas = np.full((1200, 1600, 3), 110, np.uint8)
     canvas[700:790, 1100:1190] = cv2.resize(
         lfw_image("Abel_Pacheco", 1), (90, 90), interpolation=cv2.INTER_AREA
@@ -92,7 +102,7 @@ def test_finds_a_small_face_in_a_large_scene(detector, plain_mesh, lfw_image):
 
     face = detector.largest(canvas)
 
-    assert face is not None and face.source == "detector"
+    assert face is not None and face.source == source
     assert _inside(face, (1100, 700, 1190, 790))
     # The mesh keeps its shape after mapping back: eyes level and apart, nose between them.
     left, right, nose = face.landmarks[33, :2], face.landmarks[263, :2], face.landmarks[1, :2]
@@ -100,14 +110,17 @@ def test_finds_a_small_face_in_a_large_scene(detector, plain_mesh, lfw_image):
     assert left[0] < nose[0] < right[0]
 
 
-def test_same_face_same_landmarks_through_the_crop_fallback(detector, lfw_image):
-    # A face meshed in place and the same face found through the detector's crop must agree.
+@pytest.mark.parametrize(("chain", "source"), [("detector", "yunet"), ("before_yunet", "detector")])
+def test_same_face_same_landmarks_through_the_crop_fallback(request, lfw_image, chain: str, source: str):
+    # A face meshed in place and the same face found through a crop (YuNet's upright crop, or
+    # the FaceDetection box's) must agree once mapped back.
+    detector = request.getfixturevalue(chain)
     rgb = lfw_image("Abel_Pacheco", 1)
     direct = detector.largest(rgb)
     canvas = np.full((1200, 1600, 3), 110, np.uint8)
     canvas[600:850, 300:550] = rgb
     via_fallback = detector.largest(canvas)
-    assert via_fallback is not None and via_fallback.source == "detector"
+    assert via_fallback is not None and via_fallback.source == source
     mapped = via_fallback.landmarks[:, :2] - np.array([300, 600])
     eye_span = np.linalg.norm(direct.landmarks[263, :2] - direct.landmarks[33, :2])
     assert np.median(np.linalg.norm(mapped - direct.landmarks[:, :2], axis=1)) < 0.1 * eye_span

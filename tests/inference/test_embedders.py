@@ -9,6 +9,7 @@ import torch
 from inference.align import ARCFACE_112, DLIB_150, align_face
 from inference.decode import load_image
 from inference.embedders import (
+    DEFAULT_EMBEDDER,
     EmbedderSpec,
     UnknownEmbedderError,
     WeightsUnavailableError,
@@ -129,7 +130,16 @@ def test_networks_are_built_once_per_process(dlib_embedder):
 
 def test_registry_lists_every_embedder():
     assert available_embedders() == sorted(
-        ["dlib_resnet_v1", "iresnet18", "iresnet34", "iresnet50", "iresnet100"]
+        [
+            "dlib_resnet_v1",
+            "fusion_sface_intel",
+            "intel_0095",
+            "iresnet18",
+            "iresnet34",
+            "iresnet50",
+            "iresnet100",
+            "sface",
+        ]
     )
 
 
@@ -172,10 +182,13 @@ def test_specs_are_read_without_torch_opencv_or_mediapipe():
 
 def test_only_embedders_with_weights_here_are_deployable(tmp_path, monkeypatch):
     monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path))
-    assert deployable_embedders() == ["dlib_resnet_v1"]  # its weights come with face-recognition-models
+    # dlib's weights come with face-recognition-models; sface, intel_0095 and their fusion are
+    # bundled in the package: none of them depends on the operator's weights directory.
+    shipped = ["dlib_resnet_v1", "fusion_sface_intel", "intel_0095", "sface"]
+    assert deployable_embedders() == shipped
     assert embedder_spec("dlib_resnet_v1").available and not embedder_spec("iresnet50").available
     (tmp_path / "iresnet50.pth").write_bytes(b"")
-    assert deployable_embedders() == ["dlib_resnet_v1", "iresnet50"]
+    assert deployable_embedders() == sorted([*shipped, "iresnet50"])
 
 
 def test_specs_carry_thresholds_weights_licence_and_index():
@@ -198,7 +211,8 @@ def test_names_that_are_not_sql_safe_are_refused():
 
 
 def test_spec_describes_the_template():
-    spec = embedder_spec()
+    assert embedder_spec().name == DEFAULT_EMBEDDER == "intel_0095"
+    spec = embedder_spec("dlib_resnet_v1")
     assert spec.name == "dlib_resnet_v1" and spec.dim == 128
     assert spec.template is DLIB_150 and spec.input_size == (150, 150)
     assert embedder_spec("iresnet100").template is ARCFACE_112

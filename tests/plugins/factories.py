@@ -19,7 +19,10 @@ from faceid.audit import AUDIT_TABLE, AUDIT_TRIGGER
 from faceid.models import FaceTemplate, Person, VerificationAttempt
 from inference.embedders import embedder_spec
 from tenants import services as tenant_services
-from tenants.models import ApiKey, Organization, Role
+from tenants.models import ApiKey, Organization, OrganizationPolicy, Role
+
+# The model these tests were written around (its thresholds appear in them).
+TEST_MODEL = "dlib_resnet_v1"
 
 _counter = itertools.count(1)
 
@@ -47,11 +50,26 @@ def random_vector(rng: np.random.Generator) -> Callable[..., np.ndarray]:
 
 @pytest.fixture
 def make_org(db: None) -> Callable[..., Organization]:
+    """Organizations on TEST_MODEL (dlib_resnet_v1, whose thresholds these tests were written
+    around) unless `embedding_model` says otherwise; tests of the product default ask for it."""
+
     def make(slug: str | None = None, name: str | None = None, **policy: Any) -> Organization:
         n = next(_counter)
-        return tenant_services.create_organization(
-            slug=slug or f"org-{n}", name=name or f"Organization {n}", **policy
+        organization = tenant_services.create_organization(
+            slug=slug or f"org-{n}", name=name or f"Organization {n}"
         )
+        model = policy.pop("embedding_model", TEST_MODEL)
+        spec = embedder_spec(model)
+        # Set as the organization's starting point, not changed through the service: a change
+        # would be an audited model switch, which is not what these fixtures are about.
+        OrganizationPolicy.objects.filter(organization=organization).update(
+            embedding_model=model,
+            threshold_unmasked=spec.default_threshold_unmasked,
+            threshold_masked=spec.default_threshold_masked,
+        )
+        if policy:
+            tenant_services.update_policy(organization, **policy)
+        return organization
 
     return make
 

@@ -22,7 +22,7 @@ from faceid.flows import Caller, prepare_identify, prepare_verify
 from faceid.models import StoredImage
 from inference.variants import VARIANT_FULL
 from tenants import services as tenant_services
-from tests.flows.builders import Gallery, frame, images, output
+from tests.flows.builders import THRESHOLDS, Gallery, frame, images, output
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +33,7 @@ _serial = itertools.count(1)
 def organization(settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path)
     return tenant_services.create_organization(
-        slug=f"retention-{next(_serial)}", name="Retention", mask_strategy="cutout"
+        slug=f"retention-{next(_serial)}", name="Retention", mask_strategy="cutout", **THRESHOLDS
     )
 
 

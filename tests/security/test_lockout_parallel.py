@@ -42,14 +42,16 @@ def test_parallel_verifies_from_two_keys_and_the_console_never_exceed_the_budget
     organization, gallery, callers = setting
     lock = threading.Lock()
     compared: list[int] = []
-    original = selectors.best_match_for_person
+    from faceid.flows import verify
+
+    original = verify.score_frame  # one call per probe frame compared with the person's photos
 
     def counting(*args, **kwargs):
         with lock:
             compared.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(selectors, "best_match_for_person", counting)
+    monkeypatch.setattr(verify, "score_frame", counting)
     probes = [frame({VARIANT_FULL: [gallery.probe("alice", 0.3)]}) for _ in range(CALLS)]
     start, decide = threading.Barrier(CALLS), threading.Barrier(CALLS)
     outcomes: list[str] = []

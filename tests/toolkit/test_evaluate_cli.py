@@ -102,7 +102,7 @@ def test_evaluate_unmasked(tiny_pairs: Path, lfw_dir: Path, tmp_path: Path):
     )  # fmt: skip
     assert probes_jittered.returncode == 0, probes_jittered.stderr[-3000:]
     pairs, _ = parse_pairs(tiny_pairs.read_text())
-    jobs = {job for pair in build_jobs(pairs, lfw_dir, "none") for job in pair}
+    jobs = {job for pair in build_jobs(pairs, lfw_dir, "none", probe_role="probe") for job in pair}
     enrolled = sum(job.role == "enroll" for job in jobs)
     expected = f"{len(jobs)} images: {enrolled} cached, {len(jobs) - enrolled} to process"
     assert expected in probes_jittered.stderr
@@ -128,6 +128,56 @@ def test_evaluate_with_a_mask_on_the_second_image(tiny_pairs: Path, lfw_dir: Pat
         assert 0.0 <= report["strategies"][name]["accuracy"] <= 1.0
     assert report["accuracy"] == report["strategies"]["cutout"]["accuracy"]
     assert (tmp_path / "masked.png").is_file()
+
+
+@pytest.mark.slow
+def test_evaluate_all_modes_share_one_pass_and_leave_no_pair_unscored(
+    tiny_pairs: Path, lfw_dir: Path, tmp_path: Path
+):
+    cache = str(tmp_path / "cache")
+    done = run_cli(
+        "toolkit.evaluate", "--root", str(lfw_dir), "--pairs", str(tiny_pairs), "--synthetic-mask", "all",
+        "--json", str(tmp_path / "eval_{mode}.json"), "--cache-dir", cache, "--quiet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    document = json.loads(done.stdout)
+    assert document["synthetic_mask"] == "all" and set(document["modes"]) == {
+        "none",
+        "first",
+        "second",
+        "both",
+    }
+    # Each image is processed once plain and once with its overlay, whatever the four modes need.
+    paths = {p for line in tiny_pairs.read_text().splitlines()[1:] for p in _pair_paths(line)}
+    assert f"{2 * len(paths)} images: 0 cached, {2 * len(paths)} to process" in done.stderr
+    for mode in ("none", "first", "second", "both"):
+        report = json.loads((tmp_path / f"eval_{mode}.json").read_text())
+        check_report(report, 8)
+        assert report["synthetic_mask"] == mode and (tmp_path / f"eval_{mode}.png").is_file()
+        assert report["unscored_pairs"] == 0 and report["no_face"] == 0
+        assert report["strategies"]["cutout"]["unscored_pairs"] == 0
+        assert report["strategies"]["synthetic"]["unscored_pairs"] == 0
+    first = json.loads((tmp_path / "eval_first.json").read_text())
+    # The enrolled side wears the mask: every pair is compared in the mask-aware space.
+    assert first["enrolled_masked"] >= 6 and first["masked_pairs"] == 0
+    assert first["strategies"]["cutout"]["masked_space_pairs"] == 8
+    assert first["decision_thresholds"] == {"unmasked": 0.94, "masked": 0.96}
+
+    # A single mode afterwards is served from the same cache.
+    again = run_cli(
+        "toolkit.evaluate", "--root", str(lfw_dir), "--pairs", str(tiny_pairs), "--synthetic-mask", "first",
+        "--cache-dir", cache, "--quiet",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 to process" in again.stderr
+    assert json.loads(again.stdout)["accuracy"] == first["accuracy"]
+
+
+def _pair_paths(line: str) -> list[tuple[str, int]]:
+    fields = line.split("\t")
+    if len(fields) == 3:
+        return [(fields[0], int(fields[1])), (fields[0], int(fields[2]))]
+    return [(fields[0], int(fields[1])), (fields[2], int(fields[3]))]
 
 
 @pytest.mark.slow

@@ -101,7 +101,7 @@ def test_one_short_epoch_on_real_photos_writes_weights_the_runtime_loads(
     assert (tmp_path / "first.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     classifier = MaskClassifier.from_weights(tmp_path / "first.pt", device="cpu")
-    assert classifier.version == "mask_classifier_v1"
+    assert classifier.version == "mask_classifier_v2"  # the default --version
     assert sum(report["heldout"]["confusion"].values()) == split["heldout_faces"]
 
     # The same seed trains the same weights (the meshed chips now come from the cache).
@@ -109,3 +109,29 @@ def test_one_short_epoch_on_real_photos_writes_weights_the_runtime_loads(
     second = MaskClassifier.from_weights(tmp_path / "second.pt", device="cpu")
     for name, tensor in classifier.model.state_dict().items():
         assert np.array_equal(tensor.numpy(), second.model.state_dict()[name].numpy()), name
+
+
+def test_fine_tuning_options_reach_the_training_config(tmp_path: Path):
+    from toolkit.mask_training.train import parse_args
+
+    base = parse_args(["--data", str(tmp_path), "--out", str(tmp_path / "w.pt")])
+    assert base.init is None and base.version == "mask_classifier_v2"
+    # The defaults keep v1's augmentation (same draws for the same seed).
+    assert (base.low_res, base.low_res_min, base.lr) == (0.25, 0.25, 3e-3)
+    tuned = parse_args(
+        [
+            "--data", str(tmp_path), "--out", str(tmp_path / "w.pt"), "--init", "v1.pt", "--lr", "1e-3",
+            "--low-res", "0.4", "--low-res-min", "0.15", "--version", "mask_classifier_v9",
+        ]
+    )  # fmt: skip
+    assert tuned.init == Path("v1.pt") and tuned.lr == 1e-3 and tuned.version == "mask_classifier_v9"
+    assert (tuned.low_res, tuned.low_res_min) == (0.4, 0.15)
+
+
+def test_augmentation_defaults_are_v1s(tmp_path: Path):
+    from toolkit.mask_training.augment import augment
+
+    chip = np.random.default_rng(3).integers(0, 255, (150, 150, 3), dtype=np.uint8)
+    a = augment(chip, np.random.default_rng(7))
+    b = augment(chip, np.random.default_rng(7), low_res=0.25, low_res_min=0.25)
+    assert np.array_equal(a, b)

@@ -1,5 +1,5 @@
-"""Training the mask classifier (`inference/weights/mask_classifier_v1.pt`), split the way
-insightface's arcface_torch splits its training:
+"""Training the mask classifier (`inference/weights/mask_classifier_v1.pt` and `_v2.pt`), split the
+way insightface's arcface_torch splits its training:
 
 - `config`: `TrainConfig`, the one base configuration the command line overrides;
 - `data`: listing the photos, meshing and aligning them (cached), near-duplicate groups and the

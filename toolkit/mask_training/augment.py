@@ -20,8 +20,13 @@ from toolkit.mask_training.data import FaceSet
 from toolkit.overlay import random_overlay
 
 
-def augment(chip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Flip, small affine, colour jitter, and sometimes low resolution, blur or noise (small faces)."""
+def augment(
+    chip: np.ndarray, rng: np.random.Generator, *, low_res: float = 0.25, low_res_min: float = 0.25
+) -> np.ndarray:
+    """Flip, small affine, colour jitter, and sometimes low resolution, blur or noise (small faces).
+
+    low_res: how often the chip is shrunk to a factor in [low_res_min, 0.7] and enlarged back.
+    """
     height, width = chip.shape[:2]
     matrix = cv2.getRotationMatrix2D((width / 2, height / 2), rng.uniform(-12, 12), rng.uniform(0.9, 1.1))
     matrix[:, 2] += rng.uniform(-0.06, 0.06, 2) * width
@@ -38,8 +43,8 @@ def augment(chip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     saturation = 0.0 if rng.random() < 0.1 else rng.uniform(0.6, 1.4)
     f = gray[..., None] + (f - gray[..., None]) * saturation
     f *= rng.uniform(0.9, 1.1, 3).astype(np.float32)  # white balance
-    if rng.random() < 0.25:
-        factor = rng.uniform(0.25, 0.7)
+    if rng.random() < low_res:
+        factor = rng.uniform(low_res_min, 0.7)
         small = cv2.resize(f, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
         f = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.15:

@@ -8,7 +8,7 @@ from pathlib import Path
 from inference.mask.network import NetworkConfig
 from inference.variants import DEFAULT_MASK_THRESHOLD
 
-VERSION = "mask_classifier_v1"
+VERSION = "mask_classifier_v2"
 CLASSES = ("without_mask", "with_mask")  # label 0, label 1
 DEFAULT_CACHE = Path("/tmp/faceid-mask-cache")
 
@@ -34,6 +34,12 @@ class TrainConfig:
     threads: int = 2
     eval_only: bool = False
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    version: str = VERSION  # written into the checkpoint
+    # Small, blurred faces (what the YuNet scan adds): how often a training chip is shrunk and
+    # re-enlarged, and the smallest factor (v1: 0.25 and 0.25).
+    low_res: float = 0.25
+    low_res_min: float = 0.25
+    init: Path | None = None  # start from these weights (a checkpoint of the same network) instead of scratch
 
     @property
     def template_dir(self) -> Path:

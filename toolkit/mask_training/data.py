@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from inference import align, detect
+from inference import align, detect, yunet
 from inference.align import DLIB_150, align_face
 from inference.decode import ImageDecodeError, load_image
 from inference.detect import get_face_detector
@@ -50,7 +50,7 @@ def list_images(folder: Path) -> list[Path]:
 def _cache_key(paths: Sequence[Path]) -> str:
     digest = hashlib.sha1()
     # The chips depend on the files and on the detector and aligner code: any change re-runs the mesh.
-    for module in (detect, align):
+    for module in (detect, align, yunet):
         digest.update(inspect.getsource(module).encode())
     for path in paths:
         stat = path.stat()

@@ -32,7 +32,10 @@ def predict_chips(model: MaskNet, chips: np.ndarray, size: int, batch_size: int 
 def train_model(
     config: TrainConfig, faces: FaceSet, train_idx: np.ndarray, templates: list
 ) -> tuple[MaskNet, list[dict]]:
-    """Train from scratch on the faces at train_idx plus synthetic positives; (model, per-epoch history).
+    """Train on the faces at train_idx plus synthetic positives; (model, per-epoch history).
+
+    From scratch, or from the weights at config.init (fine-tuning: the same schedule, usually a
+    lower config.lr and fewer epochs).
 
     AdamW, one warm-up epoch then cosine decay, the last epoch's weights kept. Deterministic for
     config.seed: numpy Generators and `torch.manual_seed` drive every random choice.
@@ -41,6 +44,11 @@ def train_model(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = MaskNet(config.network)
+    if config.init is not None:
+        checkpoint = torch.load(config.init, map_location="cpu", weights_only=True)
+        if checkpoint.get("format") != CHECKPOINT_FORMAT or checkpoint["config"] != model.config.to_dict():
+            raise SystemExit(f"{config.init} is not a mask classifier checkpoint of this network")
+        model.load_state_dict({k: v.float() for k, v in checkpoint["state_dict"].items()})
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
     negatives = train_idx[faces.labels[train_idx] == 0]
     n_synthetic = int(round(config.synthetic_fraction * len(negatives)))
@@ -73,7 +81,13 @@ def train_model(
         )
         for start in bar:
             batch_ids = order[start : start + batch_size]
-            batch = preprocess([augment(chips[i], rng) for i in batch_ids], config.network.input_size)
+            batch = preprocess(
+                [
+                    augment(chips[i], rng, low_res=config.low_res, low_res_min=config.low_res_min)
+                    for i in batch_ids
+                ],
+                config.network.input_size,
+            )
             target = torch.from_numpy(targets[batch_ids]).float()
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
@@ -100,11 +114,11 @@ def train_model(
     return model, history
 
 
-def save_checkpoint(model: MaskNet, path: Path, extra: dict) -> None:
+def save_checkpoint(model: MaskNet, path: Path, extra: dict, version: str = VERSION) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
-        "version": VERSION,
+        "version": version,
         "config": model.config.to_dict(),
         # float16 halves the file; the loader computes in float32 (accuracy unchanged, checked in the report).
         "state_dict": {

@@ -72,6 +72,13 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
     parser.add_argument(
         "--eval-only", action="store_true", help="measure the weights at --out without training"
     )
+    parser.add_argument("--version", default=base.version, help="the version name the checkpoint records")
+    parser.add_argument(
+        "--low-res", type=float, default=base.low_res, help="how often a training chip is made low resolution"
+    )
+    parser.add_argument("--lr", type=float, default=base.lr, help="peak learning rate")
+    parser.add_argument("--init", type=Path, default=None, help="start from these weights (fine-tune)")
+    parser.add_argument("--low-res-min", type=float, default=base.low_res_min, help="smallest shrink factor")
     args = parser.parse_args(argv)
     return TrainConfig(
         data=args.data.resolve(),
@@ -89,6 +96,11 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
         cache_dir=None if args.no_cache else args.cache_dir,
         threads=args.threads,
         eval_only=args.eval_only,
+        version=args.version,
+        lr=args.lr,
+        init=args.init,
+        low_res=args.low_res,
+        low_res_min=args.low_res_min,
     )
 
 
@@ -115,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "heldout_accuracy_fp32": round(float(((heldout_fp32 >= 0.5) == heldout_truth).mean()), 5),
             "history": history,
         }
-        save_checkpoint(model, config.out, {"training": training})
+        save_checkpoint(model, config.out, {"training": training}, version=config.version)
     classifier = MaskClassifier.from_weights(config.out, device="cpu")
 
     report, histogram_series = measure(config, classifier, data)
