@@ -72,6 +72,10 @@ JITTER_SEED = 2017
 
 # A second face at least this large relative to the largest makes an enrollment photo ambiguous.
 SEVERAL_FACES_RATIO = 0.6
+# The detector finds faces far smaller than this (crowds, masked faces in the wild), but a probe
+# face smaller than half the enrollment minimum (inference.quality) carries too little to be
+# compared: it is refused, not scored.
+PROBE_MIN_FACE_PX = 24.0
 
 
 @dataclass
@@ -209,8 +213,9 @@ class FacePipeline:
         """Detect, check quality and decide mask for one image; embeds nothing.
 
         strict: enrollment rules (one clear face, quality reasons refuse the photo); a probe
-        only needs a face, its quality is reported but not enforced. mask_threshold: the
-        caller's (an organization's policy); None takes the pipeline's default.
+        only needs a face of PROBE_MIN_FACE_PX or more, its quality is reported but not
+        enforced. mask_threshold: the caller's (an organization's policy); None takes the
+        pipeline's default.
         """
         result = FaceResult(refusal=None)
         with _Stopwatch(result.timings_ms, "detect"):
@@ -224,6 +229,8 @@ class FacePipeline:
         faces = sorted(faces, key=lambda f: visible_area(f, rgb.shape), reverse=True)
         face = faces[0]
         result.face = face
+        if not strict and face.size < PROBE_MIN_FACE_PX:
+            result.refusal = "face_too_small"
         if (
             strict
             and len(faces) > 1

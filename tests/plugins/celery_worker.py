@@ -129,22 +129,28 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory) -> Itera
 
 @pytest.fixture(scope="session")
 def pipeline_worker(celery_worker: Worker) -> Worker:
-    """The worker with its models loaded (the first pipeline call of a process loads them)."""
+    """The worker with its models loaded (the first pipeline call of a process loads them).
+
+    The models the tests use: the registry default, the one most tests pin (TEST_MODEL) and the
+    fusion, so that no test's first call waits for a model load under the API's bounded wait.
+    """
     from PIL import Image
 
     from faceid.contracts import PipelineRequest, encode_image
     from faceid.task_results import run_task
     from inference.embedders import DEFAULT_EMBEDDER
+    from tests.plugins.factories import TEST_MODEL
 
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64), (120, 120, 120)).save(buffer, format="PNG")
-    request = PipelineRequest(
-        kind="probe",
-        images_b64=(encode_image(buffer.getvalue()),),
-        embedder=DEFAULT_EMBEDDER,
-        mask_threshold=0.5,
-    )
-    run_task("faceid.worker.tasks.run_pipeline", request.to_json(), timeout=300)
+    for model in dict.fromkeys((DEFAULT_EMBEDDER, TEST_MODEL, "fusion_sface_intel")):
+        request = PipelineRequest(
+            kind="probe",
+            images_b64=(encode_image(buffer.getvalue()),),
+            embedder=model,
+            mask_threshold=0.5,
+        )
+        run_task("faceid.worker.tasks.run_pipeline", request.to_json(), timeout=300)
     return celery_worker
 
 
