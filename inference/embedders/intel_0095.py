@@ -11,7 +11,6 @@ the OpenVINO runtime.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 from os import PathLike
 from pathlib import Path
@@ -23,7 +22,7 @@ from inference.device import resolve_device
 from inference.embedders.base import Embedder, cached_module
 from inference.embedders.openvino_ir import IRFormatError, IRModule, load_ir_module
 from inference.embedders.registry import embedder_spec
-from inference.embedders.spec import EmbedderSpec
+from inference.embedders.spec import EmbedderSpec, files_digest
 
 NAME = "intel_0095"
 
@@ -54,14 +53,6 @@ def load_intel_0095(xml_path: str | PathLike[str] | None = None) -> Intel0095:
     return Intel0095(graph)
 
 
-def _files_digest(xml_path: Path) -> str:
-    """sha256 of the .xml then the .bin, first 12 hex digits: the graph and the weights both count."""
-    digest = hashlib.sha256()
-    for path in (xml_path, xml_path.with_suffix(".bin")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
 def create(
     spec: EmbedderSpec, *, device: str = "auto", weights: str | PathLike[str] | None = None
 ) -> Embedder:
@@ -72,7 +63,7 @@ def create(
         path = Path(weights)
         if not path.is_file() or not path.with_suffix(".bin").is_file():
             raise FileNotFoundError(f"{spec.name}: {path} and the .bin beside it are needed")
-    digest = _files_digest(path)
+    digest = files_digest(path, path.with_suffix(".bin"))
     if weights is not None:
         # Other files give other vectors: they must never be compared with the shipped ones'.
         spec = replace(spec, version=f"{NAME}-{digest}")

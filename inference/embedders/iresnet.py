@@ -9,7 +9,6 @@ There are no bundled weights: the operator puts the file where the spec says
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 from os import PathLike
 from pathlib import Path
@@ -20,7 +19,7 @@ from torch import nn
 from inference.device import resolve_device
 from inference.embedders.base import Embedder, cached_module
 from inference.embedders.registry import embedder_spec
-from inference.embedders.spec import EmbedderSpec
+from inference.embedders.spec import EmbedderSpec, files_digest
 
 LAYERS = {
     "iresnet18": (2, 2, 2, 2),
@@ -120,14 +119,6 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {key.removeprefix("module."): value for key, value in state.items()}
 
 
-def _weights_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
-
-
 def create(
     spec: EmbedderSpec,
     *,
@@ -142,7 +133,7 @@ def create(
         path = Path(weights)
         if not path.is_file():
             raise FileNotFoundError(f"{spec.name} weights not found at {path}")
-    digest = _weights_digest(path)
+    digest = files_digest(path)
 
     def build() -> IResNet:
         module = build_iresnet(spec.name, dropout=dropout)

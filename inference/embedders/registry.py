@@ -17,10 +17,11 @@ from inference.embedders.spec import (
 )
 from inference.templates import ARCFACE_112, DLIB_150, FUSION_CANVAS_144, INTEL_128
 
-# The model of new organizations and of the tools run without --embedder: the most accurate one
-# that keeps a verify probe at least 5x faster than the face_recognition library's pipeline on the
-# CPU (docs/benchmarks/README.md, "Recognition models": LFW, masked LFW and the speed run). The
-# fusion of sface and intel_0095 is more accurate and slower: an organization's choice.
+# The model of new organizations and of the tools run without --embedder: the most accurate single
+# model on LFW and masked LFW (docs/benchmarks/README.md, "Recognition models"). It misses the 5x
+# speed target on this CPU as measured (our torch module runs its depthwise convolutions unfused),
+# as did dlib_resnet_v1 in the same loaded run. The fusion of sface and intel_0095 is more accurate
+# and 2.6x slower to embed: an organization's choice.
 DEFAULT_EMBEDDER = "intel_0095"
 
 _registry: dict[str, EmbedderSpec] = {}

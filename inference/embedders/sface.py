@@ -18,7 +18,6 @@ inference/weights/sface/ (Apache-2.0, see its LICENSE and inference/weights/READ
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 from os import PathLike
 from pathlib import Path
@@ -31,7 +30,7 @@ from torch import nn
 
 from inference.device import resolve_device
 from inference.embedders.base import Embedder, cached_module
-from inference.embedders.spec import EmbedderSpec
+from inference.embedders.spec import EmbedderSpec, files_digest
 
 NAME = "sface"
 INPUT_SIZE = 112
@@ -321,15 +320,6 @@ def load_sface(path: str | PathLike[str], spec: EmbedderSpec | None = None) -> S
     return module.eval()
 
 
-def weights_digest(path: Path) -> str:
-    """The first 12 hex digits of the file's sha256: part of the model version."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
-
-
 def create(
     spec: EmbedderSpec, *, device: str = "auto", weights: str | PathLike[str] | None = None
 ) -> Embedder:
@@ -345,7 +335,7 @@ def create(
         path = Path(weights)
         if not path.is_file():
             raise FileNotFoundError(f"{spec.name} weights not found at {path}")
-    digest = weights_digest(path)
+    digest = files_digest(path)
     if weights is None and not spec.version.endswith(digest):
         raise SFaceFormatError(
             f"{path} has digest {digest}, but the registered version is {spec.version}: "

@@ -6,6 +6,7 @@ models and the policy forms use the same specs as the worker that runs the netwo
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import re
@@ -30,6 +31,17 @@ class UnknownEmbedderError(ValueError):
 
 class WeightsUnavailableError(ValueError):
     """The embedder is registered but its weights are not on this machine."""
+
+
+def files_digest(*paths: Path) -> str:
+    """The first 12 hex digits of the sha256 of the files' bytes, in order: part of a model's
+    version, so that new weights cannot arrive under an old version."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:12]
 
 
 def weights_dir() -> Path:
