@@ -124,10 +124,11 @@ register_embedder(
         # The graph's own normalisation, (pixel - 127.5) * 0.0078125 (its input Sub and Mul),
         # applied here once; the module checks the file's constants and leaves them out.
         # Channel order and alignment measured on the development images only, every pair of
-        # 158 images (356 genuine, 24,450 impostor; docs/benchmarks/sface_dev_allpairs.json):
-        # RGB beats BGR (d' 6.58 against 5.85, TAR@FAR=1e-3 100% against 98.3%), as OpenCV
-        # feeds it; the mesh's five points ("five_point") beat YuNet's ("yunet": d' 6.12, EER
-        # 0.56% against 0) and the whole-mesh fit ("mesh": d' 6.15).
+        # 158 images (356 genuine, 24,450 impostor; alignment in docs/benchmarks/dev_thresholds_
+        # sface.json, `python -m toolkit.dev.tune_dev --embedder sface --experiment thresholds`):
+        # RGB beats BGR (d' 6.58 against 5.85, TAR@FAR=1e-3 100% against 98.3%; measured once),
+        # as OpenCV feeds it; the mesh's five points ("five_point") beat YuNet's ("yunet": d'
+        # 6.12, EER 0.56% against 0) and the whole-mesh fit ("mesh": d' 6.15).
         input=InputConfig(
             ARCFACE_112, mean=(127.5,) * 3, scale=(1 / 128,) * 3, channel_order="rgb", align_mode="five_point"
         ),
@@ -171,10 +172,9 @@ register_embedder(
             mean=(0.0, 0.0, 0.0),
             scale=(1.0, 1.0, 1.0),
             channel_order="bgr",
-            # The mesh's five points, not YuNet's: on the development images (full-face crops,
-            # docs/benchmarks/intel_dev_align.json) "yunet" was no better: dev pairs TAR@FAR=1e-3
-            # 91.4% vs 92.1%; all 8,638 impostor / 140 genuine pairs of those images, EER 0.19%
-            # vs 0.07%, TAR@FAR=1e-4 70.7% vs 82.1% (a few pairs either way: within noise).
+            # The mesh's five points, not YuNet's: on every pair of the development images
+            # (docs/benchmarks/dev_thresholds_intel_0095.json) d' 6.80 against 6.56 for "yunet"
+            # (a few pairs either way: the set cannot resolve a small difference).
             align_mode="five_point",
         ),
         # Through our pipeline (flip-averaged, cosine), by the rule sface and the fusion follow:
