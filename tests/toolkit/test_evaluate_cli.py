@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inference.embedders import DEFAULT_EMBEDDER, embedder_spec
 from toolkit.dev.make_dev_pairs import identity_images
 from toolkit.eval_jobs import CachingDetector
 from toolkit.evaluate import build_jobs, select_pairs
@@ -161,7 +162,11 @@ def test_evaluate_all_modes_share_one_pass_and_leave_no_pair_unscored(
     # The enrolled side wears the mask: every pair is compared in the mask-aware space.
     assert first["enrolled_masked"] >= 6 and first["masked_pairs"] == 0
     assert first["strategies"]["cutout"]["masked_space_pairs"] == 8
-    assert first["decision_thresholds"] == {"unmasked": 0.94, "masked": 0.96}
+    default = embedder_spec(DEFAULT_EMBEDDER)  # the evaluation runs the registry default
+    assert first["decision_thresholds"] == {
+        "unmasked": default.default_threshold_unmasked,
+        "masked": default.default_threshold_masked,
+    }
 
     # A single mode afterwards is served from the same cache.
     again = run_cli(
