@@ -248,12 +248,20 @@ def load_references(model: str, folder: Path = REFERENCE_FOLDER) -> dict[str, Im
     path = folder / f"{model}.json"
     if not path.is_file():
         return {}
+    # Identify asks at every search: the file is parsed once per version of it (its mtime).
+    return dict(_parsed_references(model, path, path.stat().st_mtime_ns))
+
+
+@lru_cache(maxsize=32)
+def _parsed_references(model: str, path: Path, mtime_ns: int) -> tuple[tuple[str, ImpostorReference], ...]:
     document = json.loads(path.read_text(encoding="utf-8"))
-    return {
-        space: ImpostorReference.from_summary(model, space, summary)
-        for space, summary in document.get("spaces", {}).items()
-        if summary.get("n") and summary.get("quantiles")
-    }
+    return tuple(
+        {
+            space: ImpostorReference.from_summary(model, space, summary)
+            for space, summary in document.get("spaces", {}).items()
+            if summary.get("n") and summary.get("quantiles")
+        }.items()
+    )
 
 
 @dataclass(frozen=True)
