@@ -1,4 +1,5 @@
-"""Calibrate an organization's thresholds on its own enrolled templates.
+"""Calibrate an organization's thresholds on its own enrolled templates, pooled with the model's
+shipped reference impostor distribution.
 
 Genuine scores: cosine similarities between templates of the same person made from different
 photos; impostor scores: between templates of different persons. Unmasked probes are matched
@@ -7,27 +8,45 @@ probes against the mask-aware variant of the policy's strategy, so the masked di
 that variant with itself (a synthetic mask or a blanked lower face on both sides: the closest stand-in
 for a real masked probe the stored templates allow).
 
-The proposed threshold for a target false-accept rate is the lowest one on a 0.0001 grid whose
-measured FAR does not exceed the target (`inference.thresholds.threshold_for_far`, the one
-implementation the evaluation tooling uses too). A FAR below 1/(number of impostor pairs) cannot be
-measured: the proposal then sits just above the highest impostor score and says so (``resolved`` false).
+Impostor rates are pooled with the model's reference distribution in the same space
+(inference/weights/reference_impostors/<model>.json: score statistics of about a million impostor
+pairs, no faces), weighted by pairs (`inference.threshold_search.PooledImpostors`): a small
+organization's few pairs cannot support a target like 1e-4, the pooled sample can. (The reference's
+masked spaces compare real masked probes with the variant's templates: nearer to production than
+the organization's variant-against-variant stand-in.) The proposed threshold is the lowest on a
+0.0001 grid whose pooled FAR does not exceed the target and whose FAR on the organization's own
+pairs does not either (its own data, where it shows impostors scoring high, is never outvoted).
+A model without a shipped reference is calibrated on the organization's pairs alone. A FAR below
+1/(pairs) cannot be measured: ``resolved`` is false and the proposal says so, and a measured FAR of
+0 is shown as "below 1/pairs", the smallest FAR the sample supports.
 
-A proposal may be applied only when the impostor sample can support the target (``applicable``): at
-least 3/target_far impostor pairs (the rule of three: with no false accept among n independent pairs
-the FAR is below 3/n at 95% confidence, so fewer pairs cannot show that the target is met even when
-none passes), and a threshold at or above the model's floor. The console refuses any other
-proposal when asked to apply it.
+A proposal may be applied only when the sample can support the target (``applicable``): at least
+3/target_far impostor pairs, pooled (the rule of three: with no false accept among n independent
+pairs the FAR is below 3/n at 95% confidence, so fewer pairs cannot show that the target is met even
+when none passes), and a threshold at or above the model's floor. The console and the
+`calibrate_thresholds` command refuse any other proposal.
+
+Beside each proposal, the research system's coarse-to-fine search (0.1, 0.01, 0.001 grids, on the
+same fixed impostor sample) and how far it lands from the exact answer.
 """
 
 from __future__ import annotations
 
-import io
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from faceid import selectors
-from inference.thresholds import far_at, far_is_measurable, roc_points, tar_at, threshold_for_far
+from inference.openset import ImpostorReference, load_references, space_for
+from inference.threshold_search import (
+    PooledImpostors,
+    RateFunction,
+    SearchComparison,
+    compare_search,
+    sorted_rate,
+)
+from inference.thresholds import THRESHOLD_DECIMALS, far_is_measurable, smallest_supported_far
 from inference.variants import MASK_STRATEGIES, VARIANT_FULL
 from tenants.models import Organization, OrganizationPolicy
 
@@ -42,17 +61,49 @@ RULE_OF_THREE = 3
 @dataclass
 class Proposal:
     threshold: float | None
-    far: float | None  # measured FAR at the proposed threshold
+    far: float | None  # FAR at the proposed threshold: pooled with the reference where there is one
     tar: float | None  # measured TAR (1 - FRR) at the proposed threshold
     resolved: bool  # False when the target FAR is below what the impostor pairs can measure
     note: str = ""
     # Why the proposal must not be applied ("" when it may be): too few impostor pairs to support
     # the target FAR, or a threshold below the model's floor.
     refusal: str = ""
+    organization_pairs: int = 0
+    reference_pairs: int = 0  # 0: no shipped reference for this model and space
+    organization_far: float | None = None  # FAR on the organization's own pairs at the threshold
+    # The threshold the organization's own pairs alone would give (the lowest meeting the target).
+    organization_threshold: float | None = None
+    comparison: SearchComparison | None = None  # coarse-to-fine against the exact answer
 
     @property
     def applicable(self) -> bool:
         return self.threshold is not None and not self.refusal
+
+    @property
+    def pairs(self) -> int:
+        return self.organization_pairs + self.reference_pairs
+
+    @property
+    def pooled(self) -> bool:
+        return self.reference_pairs > 0
+
+    @property
+    def supported_far(self) -> float:
+        """The smallest FAR the impostor sample supports: one false accept in all its pairs."""
+        return smallest_supported_far(self.pairs)
+
+    @property
+    def far_text(self) -> str:
+        """The FAR at the proposal, never a bare 0: with no impostor passing, below 1/pairs."""
+        return far_text(self.far, self.pairs)
+
+
+def far_text(far: float | None, pairs: int) -> str:
+    if far is None:
+        return "–"
+    if pairs and far * pairs < 1.0:  # not one false accept among the pairs (pooled: a fraction)
+        return f"< {smallest_supported_far(pairs):.2g}"
+    return f"{far:.3g}"
 
 
 @dataclass
@@ -65,12 +116,19 @@ class Distribution:
     templates: int
     current_threshold: float
     proposal: Proposal | None = None
-    current_far: float | None = None
+    current_far: float | None = None  # pooled where there is a reference
     current_tar: float | None = None
+    reference: ImpostorReference | None = None
+    current_organization_far: float | None = None
 
     @property
     def usable(self) -> bool:
         return self.genuine.size > 0 and self.impostor.size > 0
+
+    @property
+    def current_far_text(self) -> str:
+        pairs = self.impostor.size + (self.reference.n if self.reference else 0)
+        return far_text(self.current_far, pairs)
 
 
 @dataclass
@@ -128,42 +186,78 @@ def impostor_pairs_needed(target_far: float) -> int:
     return int(np.ceil(RULE_OF_THREE / target_far - 1e-9))
 
 
+def reference_for(model_name: str, *, masked: bool, variant: str) -> ImpostorReference | None:
+    """The model's shipped reference impostor distribution in this matching space (None: none)."""
+    return load_references(model_name).get(space_for(masked=masked, variant=variant))
+
+
+def grid_threshold(far: RateFunction, exact: float, target_far: float) -> float:
+    """The lowest threshold on the 0.0001 grid meeting the target, from the exact one: rounded up,
+    and checked with `far` itself so float rounding never leaves it over the target."""
+    if not math.isfinite(exact):
+        return -1.0 if exact < 0 else exact
+    scale = 10**THRESHOLD_DECIMALS
+    step = max(math.floor(exact * scale) - 1, -scale)
+    while far(round(step / scale, THRESHOLD_DECIMALS)) > target_far and step <= scale:
+        step += 1
+    return round(step / scale, THRESHOLD_DECIMALS)
+
+
 def propose(
-    genuine: np.ndarray, impostor: np.ndarray, target_far: float, *, floor: float | None = None
+    genuine: np.ndarray,
+    impostor: np.ndarray,
+    target_far: float,
+    *,
+    floor: float | None = None,
+    reference: ImpostorReference | None = None,
 ) -> Proposal:
-    if impostor.size == 0:
+    """The threshold for `target_far` on these pairs, pooled with `reference` where given; the one
+    rule behind the console's calibration page and the calibrate_thresholds command."""
+    if impostor.size == 0 and reference is None:
         return Proposal(
             None, None, None, False, "No impostor pairs: enroll at least two persons.", "no impostor pairs"
         )
-    threshold = threshold_for_far(impostor, target_far)
-    resolved = far_is_measurable(impostor.size, target_far)
-    note = ""
+    pool = PooledImpostors(impostor, reference)
+    tar = sorted_rate(genuine)
+    exact = pool.exact_threshold(target_far)
+    threshold = grid_threshold(pool.far, exact, target_far)
+    own_exact = PooledImpostors(impostor).exact_threshold(target_far) if impostor.size else None
+    resolved = far_is_measurable(pool.pairs, target_far)
+    notes = []
     if not resolved:
         need = int(np.ceil(1.0 / target_far))
-        note = (
-            f"Only {impostor.size} impostor pairs: a FAR of {target_far:g} needs at least {need} to be "
+        notes.append(
+            f"Only {pool.pairs} impostor pairs: a FAR of {target_far:g} needs at least {need} to be "
             "measured. The proposal is the lowest threshold with no false accept among them; enroll more "
             "persons for a calibrated value."
         )
+    if reference is not None and impostor.size == 0:
+        notes.append("No impostor pairs of the organization's own: the reference distribution alone.")
     if genuine.size == 0:
-        note = (note + " " if note else "") + "No genuine pairs: enroll at least two photos of some persons."
-    threshold = round(threshold, 4)
+        notes.append("No genuine pairs: enroll at least two photos of some persons.")
     refusals = []
     needed = impostor_pairs_needed(target_far)
-    if impostor.size < needed:
+    if pool.pairs < needed:
         refusals.append(
-            f"{impostor.size} impostor pairs cannot support a FAR of {target_far:g}: at least {needed} "
+            f"{pool.pairs} impostor pairs cannot support a FAR of {target_far:g}: at least {needed} "
             f"are needed ({RULE_OF_THREE}/target FAR)"
         )
     if floor is not None and threshold < floor:
         refusals.append(f"{threshold:.4f} is below the model's floor {floor:g}")
     return Proposal(
         threshold,
-        far_at(impostor, threshold),
-        tar_at(genuine, threshold) if genuine.size else None,
+        pool.pooled_far(threshold),
+        tar(threshold) if genuine.size else None,
         resolved,
-        note,
+        " ".join(notes),
         "; ".join(refusals),
+        organization_pairs=pool.organization_pairs,
+        reference_pairs=pool.reference_pairs,
+        organization_far=pool.organization_far(threshold) if impostor.size else None,
+        organization_threshold=(
+            grid_threshold(pool.organization_far, own_exact, target_far) if own_exact is not None else None
+        ),
+        comparison=compare_search(pool.far, tar, target_far, exact),
     )
 
 
@@ -179,15 +273,20 @@ def _load(organization: Organization, model_name: str, variant: str):
     return persons, sources, vectors
 
 
-def calibrate(organization: Organization, policy: OrganizationPolicy) -> Calibration:
-    """Score distributions, current operating points and proposed thresholds for the policy's model."""
-    result = Calibration(model_name=policy.embedding_model, target_far=policy.target_far)
+def calibrate(
+    organization: Organization, policy: OrganizationPolicy, *, target_far: float | None = None
+) -> Calibration:
+    """Score distributions, current operating points and proposed thresholds for the policy's model
+    (at the policy's target FAR unless `target_far` is given)."""
+    target = policy.target_far if target_far is None else target_far
+    result = Calibration(model_name=policy.embedding_model, target_far=target)
     for name, variant, current, masked in (
         ("unmasked", VARIANT_FULL, policy.threshold_unmasked, False),
         ("masked", MASK_STRATEGIES[policy.mask_strategy], policy.threshold_masked, True),
     ):
         persons, sources, vectors = _load(organization, policy.embedding_model, variant)
         genuine, impostor = pair_scores(persons, sources, vectors)
+        reference = reference_for(policy.embedding_model, masked=masked, variant=str(variant))
         dist = Distribution(
             name=name,
             variant=str(variant),
@@ -196,110 +295,18 @@ def calibrate(organization: Organization, policy: OrganizationPolicy) -> Calibra
             persons=len(set(persons.tolist())),
             templates=len(persons),
             current_threshold=current,
+            reference=reference,
         )
         if impostor.size:
+            # Without pairs of its own an organization gets no proposal, even with a reference: the
+            # reference stands in for its missing pairs, not for its missing enrollments.
             dist.proposal = propose(
-                genuine, impostor, policy.target_far, floor=policy.floor_for(masked=masked)
+                genuine, impostor, target, floor=policy.floor_for(masked=masked), reference=reference
             )
-            dist.current_far = far_at(impostor, current)
+            pool = PooledImpostors(impostor, reference)
+            dist.current_far = pool.pooled_far(current)
+            dist.current_organization_far = pool.organization_far(current)
         if genuine.size:
-            dist.current_tar = tar_at(genuine, current)
+            dist.current_tar = sorted_rate(genuine)(current)
         result.distributions.append(dist)
     return result
-
-
-# --- plots ----------------------------------------------------------------------------------------------
-
-
-def _figure(width: float, height: float):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=100)
-
-
-def _png(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def histogram_png(calibration: Calibration) -> bytes:
-    """Genuine and impostor score histograms, one panel per (unmasked, masked), thresholds marked."""
-    fig = _figure(9, 3.4)
-    axes = fig.subplots(1, len(calibration.distributions), squeeze=False)[0]
-    for ax, dist in zip(axes, calibration.distributions, strict=True):
-        bins = np.linspace(-0.2, 1.0, 61)
-        if dist.impostor.size:
-            ax.hist(
-                np.clip(dist.impostor, -0.2, 1.0),
-                bins=bins,
-                density=True,
-                alpha=0.55,
-                color="#c0392b",
-                label=f"impostor ({dist.impostor.size})",
-            )
-        if dist.genuine.size:
-            ax.hist(
-                np.clip(dist.genuine, -0.2, 1.0),
-                bins=bins,
-                density=True,
-                alpha=0.55,
-                color="#27ae60",
-                label=f"genuine ({dist.genuine.size})",
-            )
-        ax.axvline(
-            dist.current_threshold,
-            color="#34495e",
-            linestyle="--",
-            label=f"current {dist.current_threshold:.3f}",
-        )
-        if dist.proposal and dist.proposal.threshold is not None:
-            ax.axvline(
-                dist.proposal.threshold, color="#2c3e50", label=f"proposed {dist.proposal.threshold:.3f}"
-            )
-        ax.set_title(f"{dist.name} ({dist.variant})", fontsize=10)
-        ax.set_xlabel("cosine similarity")
-        if not dist.usable:
-            ax.text(0.5, 0.5, "not enough templates", transform=ax.transAxes, ha="center", color="#7f8c8d")
-        ax.legend(fontsize=7, loc="upper left")
-    return _png(fig)
-
-
-def roc_png(calibration: Calibration) -> bytes:
-    """ROC (TAR against FAR, log scale) per distribution with the target FAR marked."""
-    fig = _figure(5.2, 3.8)
-    ax = fig.subplots()
-    colours = {"unmasked": "#2980b9", "masked": "#8e44ad"}
-    drawn = False
-    for dist in calibration.distributions:
-        if not dist.usable:
-            continue
-        far, tar = roc_points(dist.genuine, dist.impostor)
-        floor = 0.5 / max(dist.impostor.size, 1)
-        ax.plot(
-            np.maximum(far, floor), tar, color=colours.get(dist.name), label=f"{dist.name} ({dist.variant})"
-        )
-        if dist.proposal and dist.proposal.threshold is not None:
-            ax.plot(
-                [max(dist.proposal.far or 0, floor)],
-                [dist.proposal.tar or 0],
-                "o",
-                color=colours.get(dist.name),
-            )
-        drawn = True
-    ax.axvline(
-        calibration.target_far, color="#7f8c8d", linestyle=":", label=f"target FAR {calibration.target_far:g}"
-    )
-    ax.set_xscale("log")
-    ax.set_xlim(left=1e-5, right=1.0)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("false accept rate")
-    ax.set_ylabel("true accept rate")
-    ax.grid(alpha=0.3)
-    if not drawn:
-        ax.text(0.5, 0.5, "not enough templates", transform=ax.transAxes, ha="center", color="#7f8c8d")
-    ax.legend(fontsize=7, loc="lower right")
-    return _png(fig)

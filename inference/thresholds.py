@@ -37,6 +37,15 @@ def far_is_measurable(impostor_pairs: int, target_far: float) -> bool:
     return impostor_pairs * target_far >= 1.0
 
 
+def smallest_supported_far(impostor_pairs: int) -> float:
+    """The smallest FAR a sample of this many impostor pairs can show: one false accept in n.
+
+    With no impostor passing, the measured FAR is 0, but the sample only says the FAR is below
+    about 1/n (3/n at 95% confidence): this is what is reported instead of 0 (1.0 with no pairs).
+    """
+    return 1.0 / impostor_pairs if impostor_pairs > 0 else 1.0
+
+
 def threshold_for_far(
     impostor: np.ndarray, target_far: float, *, decimals: int | None = THRESHOLD_DECIMALS
 ) -> float:

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
 from faceid import calibration as calib
-from faceid import model_switch
+from faceid import calibration_plots, calibration_report, model_switch
 from faceid.api.authentication import client_ip
 from faceid.console.access import console_view, render_page
 from faceid.events import Actor
@@ -58,6 +58,7 @@ def policy(request: HttpRequest) -> HttpResponse:
 def calibration(request: HttpRequest) -> HttpResponse:
     organization = request.organization
     current = policy_for(organization)
+    # The same proposal as `manage.py calibrate_thresholds` (faceid.calibration.propose).
     result = calib.calibrate(organization, current)
     if request.method == "POST" and request.POST.get("apply"):
         # Decided here, on the calibration just recomputed, whatever the page offered: a proposal
@@ -86,13 +87,14 @@ def calibration(request: HttpRequest) -> HttpResponse:
             messages.info(request, "Nothing applied.")
         return redirect("console:calibration")
     started = time.perf_counter()
-    hist = base64.b64encode(calib.histogram_png(result)).decode()
-    roc = base64.b64encode(calib.roc_png(result)).decode()
+    hist = base64.b64encode(calibration_plots.histogram_png(result)).decode()
+    roc = base64.b64encode(calibration_plots.roc_png(result)).decode()
     return render_page(
         request,
         "console/calibration.html",
         {
             "calibration": result,
+            "rows": calibration_report.rows(result),
             "policy": current,
             "histogram_png": hist,
             "roc_png": roc,

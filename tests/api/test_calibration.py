@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from faceid import calibration as calib
+from faceid import calibration_plots
 from inference.thresholds import far_at, roc_points, threshold_for_far
 
 
@@ -45,7 +46,7 @@ def test_plots_are_png():
     dist.proposal = calib.propose(dist.genuine, dist.impostor, 0.01)
     empty = calib.Distribution("masked", "masked_synthetic", np.empty(0), np.empty(0), 0, 0, 0.78)
     cal = calib.Calibration("dlib_resnet_v1", 0.01, [dist, empty])
-    for png in (calib.histogram_png(cal), calib.roc_png(cal)):
+    for png in (calibration_plots.histogram_png(cal), calibration_plots.roc_png(cal)):
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     far, tar = roc_points(dist.genuine, dist.impostor)
     assert far[0] == 1.0 and tar[0] == 1.0 and far[-1] == 0.0 and tar[-1] == 0.0
@@ -77,6 +78,43 @@ def test_a_proposal_below_the_floor_is_refused_even_with_enough_pairs():
     assert proposal.threshold < 0.91
     assert proposal.refusal == f"{proposal.threshold:.4f} is below the model's floor 0.91"
     assert calib.propose(np.linspace(0.6, 0.9, 30), impostor, 0.01).applicable  # no floor given
+
+
+# --- pooled with the model's reference impostor distribution (issue 11, item 8) ---------------------
+
+
+def test_pooling_with_the_shipped_reference_proposes_a_safer_threshold_than_the_few_own_pairs():
+    from inference.openset import load_references
+
+    reference = load_references("dlib_resnet_v1")["unmasked"]
+    rng = np.random.default_rng(5)
+    impostor = rng.normal(0.80, 0.03, 300)  # a small organization: 300 pairs, none above 0.92
+    genuine = rng.uniform(0.96, 0.995, 40)
+    alone = calib.propose(genuine, impostor, 1e-4, floor=0.91)
+    pooled = calib.propose(genuine, impostor, 1e-4, floor=0.91, reference=reference)
+
+    assert not alone.applicable and "300 impostor pairs cannot support" in alone.refusal
+    assert pooled.applicable and pooled.pooled and pooled.pairs == 300 + reference.n
+    assert pooled.threshold > alone.threshold + 0.02  # the reference's tail, not the 300 pairs' maximum
+    assert pooled.threshold == pytest.approx(reference.threshold_for_far(1e-4).threshold, abs=2e-4)
+    assert pooled.far <= 1e-4 and pooled.organization_threshold == alone.threshold
+    assert pooled.supported_far == pytest.approx(1 / pooled.pairs)
+
+
+def test_a_far_of_zero_is_reported_as_below_the_smallest_supported_far():
+    proposal = calib.propose(np.linspace(0.6, 0.95, 20), np.linspace(-0.2, 0.5, 50), 0.001)
+    assert proposal.far == 0.0 and proposal.supported_far == 1 / 50
+    assert proposal.far_text == "< 0.02"
+    measured = calib.propose(np.linspace(0.6, 0.95, 20), np.linspace(-0.2, 0.5, 5000), 0.01)
+    assert measured.far_text == f"{measured.far:.3g}" and measured.far > 0
+
+
+def test_the_proposal_carries_the_coarse_to_fine_search_within_a_fine_cell_of_the_exact_answer():
+    rng = np.random.default_rng(6)
+    proposal = calib.propose(rng.normal(0.7, 0.1, 500), rng.normal(0.2, 0.1, 20_000), 0.001)
+    comparison = proposal.comparison
+    assert 0.0 <= comparison.difference <= 0.001 + 1e-12 and comparison.search.far <= 0.001
+    assert proposal.threshold == pytest.approx(comparison.exact_threshold, abs=1e-4)
 
 
 PASSWORD = "Str0ng-pass-phrase!"
@@ -129,9 +167,11 @@ def _policy_events(organization):
 
 
 @pytest.mark.django_db
-def test_the_console_refuses_to_apply_a_proposal_the_sample_cannot_support(tenant):
+def test_the_console_refuses_to_apply_a_proposal_the_sample_cannot_support(tenant, monkeypatch):
     from tenants.selectors import policy_for
 
+    # A model without a shipped reference distribution: the organization's own 594 pairs alone.
+    monkeypatch.setattr(calib, "reference_for", lambda *a, **k: None)
     _close_templates(tenant)
     client, _ = _console(tenant)
     page = client.get("/console/policy/calibration/").content.decode()
@@ -191,3 +231,23 @@ def test_the_console_policy_page_shows_the_floor_refuses_below_it_and_audits_a_c
     assert client.post("/console/policy/", {**data, "threshold_unmasked": "0.93"}).status_code == 302
     [(row, changes)] = [e for e in _policy_events(tenant.organization) if e[0].user_id == user.pk]
     assert changes == {"threshold_unmasked": [0.92, 0.93]} and row.client_ip == "127.0.0.1"
+
+
+@pytest.mark.django_db
+def test_the_console_pools_the_reference_and_shows_the_basis_supported_far_and_search(tenant):
+    from tenants.selectors import policy_for
+
+    _close_templates(tenant)  # the same 594 pairs, on dlib_resnet_v1, which ships a reference
+    client, _ = _console(tenant)
+    page = client.get("/console/policy/calibration/").content.decode()
+    result = calib.calibrate(tenant.organization, policy_for(tenant.organization))
+    unmasked = result.by_name("unmasked")
+    proposal = unmasked.proposal
+    assert proposal.pooled and proposal.pairs == 594 + unmasked.reference.n
+    assert f"pooled: 594 own + {unmasked.reference.n:,} reference (unmasked)" in page
+    assert f"{proposal.supported_far:.2g}" in page and 'id="calibration-search"' in page
+    assert proposal.applicable and 'name="apply_unmasked"' in page  # the pooled sample supports 0.001
+    # The pooled threshold is at least what the organization's own pairs alone would give.
+    assert proposal.threshold >= proposal.organization_threshold
+    assert proposal.far <= 0.001 and proposal.organization_far <= 0.001
+    assert f"{proposal.comparison.search.threshold:.3f}" in page
