@@ -1,0 +1,3 @@
+from toolkit.gradcam.cli import main
+
+main()
