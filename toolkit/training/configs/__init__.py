@@ -1,0 +1,1 @@
+"""Training configs: `base` and short overrides of it (each file defines `config`)."""
