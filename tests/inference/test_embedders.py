@@ -134,6 +134,7 @@ def test_registry_lists_every_embedder():
             "dlib_resnet_v1",
             "fusion_sface_intel",
             "intel_0095",
+            "intel_0095_mask_lfw",
             "iresnet18",
             "iresnet34",
             "iresnet50",
@@ -182,9 +183,9 @@ def test_specs_are_read_without_torch_opencv_or_mediapipe():
 
 def test_only_embedders_with_weights_here_are_deployable(tmp_path, monkeypatch):
     monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path))
-    # dlib's weights come with face-recognition-models; sface, intel_0095 and their fusion are
-    # bundled in the package: none of them depends on the operator's weights directory.
-    shipped = ["dlib_resnet_v1", "fusion_sface_intel", "intel_0095", "sface"]
+    # dlib's weights come with face-recognition-models; sface, intel_0095, their fusion and the
+    # mask-tuned intel_0095 are bundled in the package: none depends on the operator's directory.
+    shipped = ["dlib_resnet_v1", "fusion_sface_intel", "intel_0095", "intel_0095_mask_lfw", "sface"]
     assert deployable_embedders() == shipped
     assert embedder_spec("dlib_resnet_v1").available and not embedder_spec("iresnet50").available
     (tmp_path / "iresnet50.pth").write_bytes(b"")
