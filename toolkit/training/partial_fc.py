@@ -105,7 +105,8 @@ class PartialFC(nn.Module):
         return index, target
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The mean margin-softmax loss of the global batch (embeddings: this rank's rows)."""
+        """The mean margin-softmax loss over the global batch's labelled rows (embeddings: this
+        rank's rows; label -1: no class)."""
         labels = labels.view(-1).long()
         if self.world_size > 1:
             embeddings = torch.cat(
@@ -114,6 +115,13 @@ class PartialFC(nn.Module):
             gathered = [torch.zeros_like(labels) for _ in range(self.world_size)]
             dist.all_gather(gathered, labels)
             labels = torch.cat(gathered)
+        # Faces without a class (distillation only) take no part in the softmax: scored with no
+        # target, the loss would push them away from every centre, into one region of their own.
+        labelled = labels >= 0
+        if not bool(labelled.all()):
+            embeddings, labels = embeddings[labelled], labels[labelled]
+            if labels.numel() == 0:
+                return embeddings.sum() * 0.0
         in_shard = (labels >= self.class_start) & (labels < self.class_start + self.num_local)
         local_labels = torch.where(in_shard, labels - self.class_start, torch.full_like(labels, -1))
         index, target = self._sample(local_labels)

@@ -80,3 +80,14 @@ def test_distillation_loss_is_zero_for_the_teachers_direction_and_ignores_its_gr
     assert distillation_loss(student, teacher).item() == pytest.approx(0.0, abs=1e-6)
     distillation_loss(student + torch.randn(4, 8), teacher).backward()
     assert teacher.grad is None
+
+
+def test_faces_without_a_class_take_no_part_in_the_softmax():
+    torch.manual_seed(0)
+    head = PartialFC(cosface(s=30, m=0.2), 8, 5)
+    x, labels = torch.randn(4, 8, requires_grad=True), torch.tensor([0, -1, 3, -1])
+    loss = head(x, labels)
+    assert loss.item() == pytest.approx(head(x[[0, 2]], labels[[0, 2]]).item())
+    loss.backward()
+    assert x.grad[[1, 3]].abs().sum() == 0 and x.grad[[0, 2]].abs().sum() > 0
+    assert head(x[[1, 3]], labels[[1, 3]]).item() == 0.0
