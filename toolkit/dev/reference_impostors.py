@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.embedders import DEFAULT_EMBEDDER
+from inference.embedders import DEFAULT_EMBEDDER, embedder_spec
 from inference.openset import (
     REFERENCE_FOLDER,
     SPACE_UNMASKED,
@@ -176,7 +176,11 @@ def embed_photos(
     (`--refresh`). Photos not in it yet are embedded and added.
     """
     digest = hashlib.sha1(json.dumps(config.cache_identity(), default=str).encode()).hexdigest()[:16]
-    name = f"{config.embedder}-kinds-{digest}.pkl"  # vectors keyed by kind (inference.pipeline.KINDS)
+    # The version names the weights: new weights under the same model name must not reuse vectors.
+    version = embedder_spec(config.embedder).version
+    name = (
+        f"{config.embedder}-{version}-kinds-{digest}.pkl"  # vectors keyed by kind (inference.pipeline.KINDS)
+    )
     stored = cache_dir / "reference_impostors" / name if cache_dir else None
     embedded: dict = {"vectors": {}, "masked": {}, "no_face": [], "model_versions": []}
     if stored is not None and stored.is_file() and not refresh:
