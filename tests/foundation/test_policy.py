@@ -110,7 +110,7 @@ def test_policy_form_offers_the_deployable_models_and_the_current_one(org, weigh
     def offered(policy: OrganizationPolicy) -> list[str]:
         return [value for value, _ in PolicyForm(instance=policy).fields["embedding_model"].widget.choices]
 
-    shipped = ["dlib_resnet_v1", "fusion_sface_intel", "intel_0095", "sface"]
+    shipped = ["dlib_resnet_v1", "fusion_sface_intel", "intel_0095", "intel_0095_mask_lfw", "sface"]
     assert offered(policy_for(org)) == shipped
     install_weights(weights_dir, "iresnet50")
     assert offered(policy_for(org)) == sorted([*shipped, "iresnet50"])
