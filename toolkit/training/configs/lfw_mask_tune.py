@@ -30,9 +30,10 @@ config = replace(
     weight_decay=0.0,
     batch_size=64,
     epochs=3,
+    max_steps=150,
     warmup_steps=20,
     grad_clip=5.0,
     checkpoint_every=50,
-    validate_every=100,
+    validate_every=50,
     out="runs/lfw_mask_tune",
 )
