@@ -4,18 +4,67 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenants', '0006_new_models_floors_and_default'),
+        ("tenants", "0006_new_models_floors_and_default"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='organizationpolicy',
-            name='tenants_policy_thresholds_floor',
+            model_name="organizationpolicy",
+            name="tenants_policy_thresholds_floor",
         ),
         migrations.AddConstraint(
-            model_name='organizationpolicy',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('embedding_model', 'dlib_resnet_v1'), ('threshold_masked__gte', 0.95), ('threshold_unmasked__gte', 0.91)), models.Q(('embedding_model', 'fusion_sface_intel'), ('threshold_masked__gte', 0.27), ('threshold_unmasked__gte', 0.27)), models.Q(('embedding_model', 'intel_0095'), ('threshold_masked__gte', 0.3), ('threshold_unmasked__gte', 0.23)), models.Q(('embedding_model', 'intel_0095_mask_lfw'), ('threshold_masked__gte', 0.29), ('threshold_unmasked__gte', 0.24)), models.Q(('embedding_model', 'iresnet100'), ('threshold_masked__gte', 0.2), ('threshold_unmasked__gte', 0.2)), models.Q(('embedding_model', 'iresnet18'), ('threshold_masked__gte', 0.2), ('threshold_unmasked__gte', 0.2)), models.Q(('embedding_model', 'iresnet34'), ('threshold_masked__gte', 0.2), ('threshold_unmasked__gte', 0.2)), models.Q(('embedding_model', 'iresnet50'), ('threshold_masked__gte', 0.2), ('threshold_unmasked__gte', 0.2)), models.Q(('embedding_model', 'sface'), ('threshold_masked__gte', 0.31), ('threshold_unmasked__gte', 0.31)), _connector='OR'), name='tenants_policy_thresholds_floor'),
+            model_name="organizationpolicy",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("embedding_model", "dlib_resnet_v1"),
+                        ("threshold_masked__gte", 0.95),
+                        ("threshold_unmasked__gte", 0.91),
+                    ),
+                    models.Q(
+                        ("embedding_model", "fusion_sface_intel"),
+                        ("threshold_masked__gte", 0.27),
+                        ("threshold_unmasked__gte", 0.27),
+                    ),
+                    models.Q(
+                        ("embedding_model", "intel_0095"),
+                        ("threshold_masked__gte", 0.3),
+                        ("threshold_unmasked__gte", 0.23),
+                    ),
+                    models.Q(
+                        ("embedding_model", "intel_0095_mask_lfw"),
+                        ("threshold_masked__gte", 0.29),
+                        ("threshold_unmasked__gte", 0.24),
+                    ),
+                    models.Q(
+                        ("embedding_model", "iresnet100"),
+                        ("threshold_masked__gte", 0.2),
+                        ("threshold_unmasked__gte", 0.2),
+                    ),
+                    models.Q(
+                        ("embedding_model", "iresnet18"),
+                        ("threshold_masked__gte", 0.2),
+                        ("threshold_unmasked__gte", 0.2),
+                    ),
+                    models.Q(
+                        ("embedding_model", "iresnet34"),
+                        ("threshold_masked__gte", 0.2),
+                        ("threshold_unmasked__gte", 0.2),
+                    ),
+                    models.Q(
+                        ("embedding_model", "iresnet50"),
+                        ("threshold_masked__gte", 0.2),
+                        ("threshold_unmasked__gte", 0.2),
+                    ),
+                    models.Q(
+                        ("embedding_model", "sface"),
+                        ("threshold_masked__gte", 0.31),
+                        ("threshold_unmasked__gte", 0.31),
+                    ),
+                    _connector="OR",
+                ),
+                name="tenants_policy_thresholds_floor",
+            ),
         ),
     ]
