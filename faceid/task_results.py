@@ -92,7 +92,10 @@ def run_task(
     signature = current_app.signature(name, args=args, kwargs=kwargs)
     result = signature.apply_async(**(options or {}))
     try:
-        return result.get(timeout=wait, propagate=True, disable_sync_subtasks=True)
+        # Celery drains result events for up to `interval` before it checks the timeout: a wait
+        # shorter than its 0.5 s default would otherwise be rounded up to it.
+        interval = min(0.5, wait) if wait else 0.5
+        return result.get(timeout=wait, interval=interval, propagate=True, disable_sync_subtasks=True)
     except CeleryTimeoutError:
         result.revoke()
         raise TaskTimedOut(name, result.id, "wait_timeout", f"no result within {wait:g} s") from None

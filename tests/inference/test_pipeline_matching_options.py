@@ -87,9 +87,12 @@ def test_enroll_jitter_averages_enrollment_templates_and_leaves_probes_alone(pip
         similarity = float(averaged[variant][0] @ plain[variant][0])
         assert 0.98 < similarity < 1.0 - 1e-6
     probe = lfw_image("Aaron_Peirsol", 2)
-    np.testing.assert_array_equal(
+    # Two pipeline objects may take different CPU kernels: equal up to float rounding (a jittered
+    # probe would differ by about 1e-2).
+    np.testing.assert_allclose(
         jittered.probe([probe])[0].embeddings[VARIANT_FULL][0],
         pipeline.probe([probe])[0].embeddings[VARIANT_FULL][0],
+        atol=1e-6,
     )
     with pytest.raises(ValueError, match="enroll_jitter"):
         FacePipeline(device="cpu", detector=pipeline.detector, enroll_jitter=-1)
