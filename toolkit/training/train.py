@@ -30,7 +30,7 @@ from toolkit.training.partial_fc import PartialFC
 from toolkit.training.sources import load_training_data
 
 
-def network_fill(config: TrainConfig, mean: tuple[float, float, float], bgr: bool) -> np.ndarray:
+def network_fill(mean: tuple[float, float, float], bgr: bool) -> np.ndarray:
     """The Cutout colour: the network's input mean in RGB (zeros after normalisation)."""
     return np.array(mean[::-1] if bgr else mean, dtype=np.float64)
 
@@ -58,7 +58,7 @@ def build_trainer(config: TrainConfig, context: Context) -> Trainer:
             class_centres(teacher, data.train.clean, data.train.labels, data.num_classes, context.device)
         )
     policy = MaskAugment(config.p_synthetic, config.p_cutout, config.p_flip, config.row_jitter)
-    fill = network_fill(config, backbone.input.mean, backbone.input.channel_order == "bgr")
+    fill = network_fill(backbone.input.mean, backbone.input.channel_order == "bgr")
     train_set = TrainingSet(data.train, policy, fill, config.seed)
     if context.is_main:
         print(
