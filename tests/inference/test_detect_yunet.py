@@ -9,15 +9,27 @@ import pytest
 
 from inference.align import ALIGN_MODES, ARCFACE_112, DLIB_150, alignment_matrix, transform_points
 from inference.decode import load_image
-from inference.detect import DetectedFace, FaceDetector
+from inference.detect import SCAN_FILL_SIDE, SCAN_MAX_SIDE, DetectedFace, FaceDetector, _iou
 from inference.templates import TEMPLATES
-from inference.yunet import YUNET_DIR, YUNET_WEIGHTS, YuNet
+from inference.yunet import YUNET_DIR, YUNET_WEIGHTS, YuNet, YuNetFace
 
 
 @pytest.fixture(scope="module")
 def abel(detector, lfw_image) -> tuple[np.ndarray, DetectedFace]:
     rgb = lfw_image("Abel_Pacheco", 1)
     return rgb, detector.largest(rgb)
+
+
+class _SeenSizes(YuNet):
+    """The real YuNet, noting the size of every image it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[tuple[int, int]] = []
+
+    def detect_bgr(self, bgr: np.ndarray) -> list[YuNetFace]:
+        self.sizes.append(bgr.shape[:2])
+        return super().detect_bgr(bgr)
 
 
 def _interocular(points5: np.ndarray) -> float:
@@ -134,3 +146,24 @@ def test_points5_can_be_skipped_for_callers_that_align_on_the_mesh(detector, lfw
     [bare] = detector.detect(rgb, points5=False)
     assert bare.points5 is None and with_points.points5 is not None
     assert np.array_equal(bare.landmarks, with_points.landmarks)
+
+
+def test_a_face_filling_a_large_frame_is_found_in_a_small_bordered_view(lfw_image):
+    close_up = lfw_image("Abel_Pacheco", 1)[80:175, 80:175]
+    [small] = YuNet().detect_rgb(close_up)
+    large = cv2.resize(close_up, (2400, 2400), interpolation=cv2.INTER_CUBIC)
+    yunet = _SeenSizes()
+
+    faces = FaceDetector._yunet_scan(yunet, large)
+
+    assert faces, yunet.sizes
+    # The scan's view (960 px) holds the face too large for YuNet: the bordered fill view finds it.
+    assert max(yunet.sizes[-1]) <= 2 * SCAN_FILL_SIDE
+    expected = small.mapped(2400 / 95)
+    assert _iou(faces[0].box, expected.box) > 0.6, (faces[0].box, expected.box)
+
+
+def test_the_scan_never_gives_yunet_the_full_pixels_of_a_large_photo():
+    yunet = _SeenSizes()
+    assert FaceDetector._yunet_scan(yunet, np.full((6000, 4500, 3), 128, np.uint8)) == []
+    assert yunet.sizes and max(max(size) for size in yunet.sizes) <= SCAN_MAX_SIDE
