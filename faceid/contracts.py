@@ -87,7 +87,8 @@ class PipelineRequest:
     mask_aware: bool = False
     # probe: further deployable models to embed the same frames with, besides `embedder`. Identify
     # during a model switch searches each serving model's gallery with that model's own vectors
-    # (PipelineOutput.also). Empty in the common case: one model, one embedding per frame.
+    # (PipelineOutput.also); verify of a person the switch has not reached yet carries the new
+    # model's too, in case the job moves them meanwhile. Empty in the common case.
     also_embed: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -310,7 +311,7 @@ class ModelFrames:
 @dataclass(frozen=True)
 class PipelineOutput:
     """The request's model's frames (`results`), and the same frames embedded with each model of
-    `also_embed` (`also`, in the request's order; empty for verify and enroll)."""
+    `also_embed` (`also`, in the request's order; empty for enroll, and outside a model switch)."""
 
     model_name: str
     model_version: str

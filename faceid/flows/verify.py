@@ -11,10 +11,11 @@ decides, and exactly one audit row per call, refusals included, records the spac
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from faceid import lockout, model_switch, selectors
-from faceid.contracts import MAX_IMAGES, FrameResult, PipelineFailure, PipelineOutput
+from faceid.contracts import MAX_IMAGES, FrameResult, ModelFrames, PipelineFailure, PipelineOutput
 from faceid.flows.common import (
     Caller,
     FlowCall,
@@ -34,6 +35,7 @@ from faceid.flows.results import ModelRef, PersonRef, VerifyResult, frame_summar
 from faceid.flows.scoring import needs_mask_aware, person_photos, policy_thresholds, score_frame
 from faceid.models import AttemptMode, DecisionChoices, LockoutState, Person
 from inference.comparison import Decision
+from inference.embedders import deployable_embedders
 from tenants.selectors import policy_for
 
 MODE = AttemptMode.VERIFY
@@ -86,6 +88,7 @@ def prepare_verify(
             claimed_external_id=claim,
         )
     # During a model switch the person's old templates serve until their new ones exist (C4).
+    policy_model = call.policy.embedding_model
     call.policy = model_switch.serving_model(organization, person, call.policy).applied_to(call.policy)
 
     # Reserve this call's frames from the person's budget under the person's lock: parallel,
@@ -131,7 +134,21 @@ def prepare_verify(
     mask_aware = needs_mask_aware(
         organization, call.policy.embedding_model, mask_threshold=policy.mask_threshold, person=person
     )
-    return PreparedCall(call, probe_request(call.policy, images, mask_aware=mask_aware))
+    moving_to = _switch_target(organization, call.policy.embedding_model, policy_model)
+    if moving_to is None:
+        return PreparedCall(call, probe_request(call.policy, images, mask_aware=mask_aware))
+    # The running switch may replace this person's old templates while the pipeline runs: the
+    # frames are embedded with the new model too, so that finish_verify can decide with whichever
+    # model serves the person then. Their new photos' masks are unknown yet: mask-aware vectors too.
+    request = probe_request(call.policy, images, mask_aware=True)
+    return PreparedCall(call, dataclasses.replace(request, also_embed=(moving_to,)))
+
+
+def _switch_target(organization, serving_model: str, policy_model: str) -> str | None:
+    """The model a running switch is moving this person to, where the old one serves them now."""
+    if serving_model == policy_model or model_switch.running_switch(organization) is None:
+        return None
+    return policy_model if policy_model in deployable_embedders() else None
 
 
 _FAILURES = "failed verifications of this person"
@@ -171,6 +188,11 @@ def finish_verify(
         else:
             compared = compared_frames(usable, grant.frames)
             best = _best_frame(organization, person, policy, compared)
+            moved = None if best is not None else _moved_by_the_switch(call, output, person, live_policy)
+            if moved is not None:
+                call.policy, output, usable = moved
+                compared = compared_frames(usable, grant.frames)
+                best = _best_frame(organization, person, call.policy, compared)
             if best is None:
                 ledger.settle(grant, state=LockoutState.VOID)
                 refusal = _no_templates(call, output, usable[0][1], person)
@@ -179,6 +201,30 @@ def finish_verify(
     if refusal is not None:
         raise refusal
     return result
+
+
+def _moved_by_the_switch(
+    call: FlowCall, output: PipelineOutput, person: Person, live_policy
+) -> tuple[PolicySnapshot, PipelineOutput, list[tuple[int, FrameResult]]] | None:
+    """Where the switch job gave the person their new templates (and retired the old ones) while
+    the pipeline ran: the policy, frames and usable frames of the model that serves them now, if
+    this call's frames were embedded with it too (prepare_verify asks for that during a switch)."""
+    serving = model_switch.serving_model(call.caller.organization, person, live_policy)
+    frames = output.frames_of(serving.model_name)
+    if serving.model_name == call.policy.embedding_model or frames is None:
+        return None
+    usable = [(index, frame) for index, frame in enumerate(frames.results) if frame.usable]
+    if not usable:
+        return None
+    # The two models' frames swap places: the serving model's decide, the pipeline time stays whole.
+    swapped = dataclasses.replace(
+        output,
+        model_name=frames.model_name,
+        model_version=frames.model_version,
+        results=frames.results,
+        also=(ModelFrames(output.model_name, output.model_version, output.results),),
+    )
+    return serving.applied_to(call.policy), swapped, usable
 
 
 def _common(call: FlowCall, output: PipelineOutput, person: Person | None) -> dict:

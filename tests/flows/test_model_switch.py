@@ -4,12 +4,14 @@ The job's steps run here on constructed pipeline outputs; tests/integration runs
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import pytest
 from django.core.exceptions import ValidationError
 
 from faceid import job_records, jobs, model_switch, services, switch_reembed
+from faceid.contracts import ModelFrames
 from faceid.events import Actor, event_details
 from faceid.flows import Caller, FlowError, prepare_enroll, prepare_verify
 from faceid.flows.enroll import finish_enroll
@@ -19,7 +21,7 @@ from inference.embedders import deployable_embedders, embedder_spec
 from inference.variants import VARIANT_FULL
 from tenants import services as tenant_services
 from tenants.models import Role
-from tests.flows.builders import MODEL, THRESHOLDS, frame, images, output, unit
+from tests.flows.builders import MODEL, THRESHOLDS, at_similarity, frame, images, output, unit
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +39,9 @@ def _events(organization, action: str) -> list[VerificationAttempt]:
     return list(VerificationAttempt.objects.filter(organization=organization, action=action).order_by("seq"))
 
 
-def _new_templates(organization, person, model_name: str, rng, source: str = "new photo") -> None:
+def _new_templates(organization, person, model_name: str, rng, source: str = "new photo") -> list[float]:
+    """Store one new-model template for the person, as the job or a new enrollment would; its vector."""
+    vector = unit(rng.standard_normal(embedder_spec(model_name).dim))
     services.store_templates(
         organization,
         person,
@@ -46,11 +50,12 @@ def _new_templates(organization, person, model_name: str, rng, source: str = "ne
                 model_name=model_name,
                 model_version=embedder_spec(model_name).version,
                 variant=VARIANT_FULL,
-                embedding=unit(rng.standard_normal(embedder_spec(model_name).dim)),
+                embedding=vector,
                 source_sha256=hashlib.sha256(source.encode()).hexdigest(),
             )
         ],
     )
+    return vector
 
 
 def test_a_model_change_records_the_switch_with_the_old_thresholds_and_audits_it(
@@ -113,6 +118,60 @@ def test_verify_during_a_switch_matches_with_the_old_model_and_records_its_versi
     assert result.match is True and result.threshold == THRESHOLDS["threshold_unmasked"]
     [row] = attempts()
     assert (row.model_name, row.model_version) == (MODEL, "test-v1")
+
+
+def test_verify_of_a_person_the_switch_has_not_reached_embeds_with_the_new_model_too(
+    organization, caller, gallery, new_model
+):
+    gallery.enroll("alice")
+    tenant_services.update_policy(organization, embedding_model=new_model)
+
+    prepared = prepare_verify(caller, person_ref="alice", images=images())
+
+    assert prepared.request.embedder == MODEL and prepared.request.also_embed == (new_model,)
+    # The new photos' masks are unknown when the call is prepared: the mask-aware vectors come too.
+    assert prepared.request.mask_aware is True
+
+
+def test_a_person_the_job_moves_while_the_pipeline_runs_is_decided_with_the_new_model(
+    organization, caller, gallery, new_model, attempts
+):
+    alice = gallery.enroll("alice").person
+    tenant_services.update_policy(organization, embedding_model=new_model)
+    policy = organization.policy
+    policy.refresh_from_db()
+    prepared = prepare_verify(caller, person_ref="alice", images=images())
+    # Meanwhile the job stores her new template and retires the old ones.
+    new_vector = _new_templates(organization, alice, new_model, gallery.rng)
+    assert model_switch.retire_old_templates(organization, alice) > 0
+    old_frames = frame({VARIANT_FULL: [gallery.probe("alice", 0.95)]})
+    new_frames = ModelFrames(
+        new_model, "new-v2", (frame({VARIANT_FULL: [at_similarity(new_vector, 0.9, gallery.rng)]}),)
+    )
+
+    result = finish_verify(prepared.call, dataclasses.replace(output(old_frames), also=(new_frames,)))
+
+    assert result.match is True and result.model.name == new_model
+    assert result.threshold == policy.threshold_unmasked
+    [row] = attempts()
+    assert (row.model_name, row.model_version, row.decision) == (new_model, "new-v2", "accept")
+
+
+def test_a_moved_person_without_the_new_models_frames_is_refused_clearly(
+    organization, caller, gallery, new_model, attempts
+):
+    alice = gallery.enroll("alice").person
+    tenant_services.update_policy(organization, embedding_model=new_model)
+    prepared = prepare_verify(caller, person_ref="alice", images=images())
+    _new_templates(organization, alice, new_model, gallery.rng)
+    model_switch.retire_old_templates(organization, alice)
+
+    with pytest.raises(FlowError) as refused:
+        finish_verify(prepared.call, output(frame({VARIANT_FULL: [gallery.probe("alice", 0.95)]})))
+
+    assert (refused.value.status, refused.value.reason) == (409, "no_templates")
+    [row] = attempts()
+    assert row.decision == "no_templates"
 
 
 def test_persons_without_kept_photos_are_listed_and_keep_their_old_templates(
