@@ -31,6 +31,7 @@ class TrainConfig:
     val_fraction: float = 0.1  # identities held out for verification during training
     split_seed: int = 0
     val_pairs: int = 1000  # genuine and impostor pairs each, drawn once from held-out identities
+    select_on: str = "tar"  # the best checkpoint: tar (all-pairs TAR at FAR 1e-3) | accuracy
     # --- head ---
     margin: str = "cosface"  # cosface | arcface | combined
     s: float = 64.0
@@ -75,6 +76,8 @@ class TrainConfig:
             raise ValueError("data_kind must be pack, recordio or folder")
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError("optimizer must be sgd or adamw")
+        if self.select_on not in ("tar", "accuracy"):
+            raise ValueError("select_on must be tar or accuracy")
         if self.schedule not in ("cosine", "poly"):
             raise ValueError("schedule must be cosine or poly")
         if not 0 <= self.freeze_fraction < 1:

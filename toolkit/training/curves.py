@@ -33,10 +33,15 @@ def plot_run(run: Path, out: Path, title: str = "") -> None:
     losses.set_xlabel("step")
     losses.set_title("training losses (before weighting)", fontsize=10)
     losses.legend(fontsize=8)
-    for key, colour in (("unmasked_accuracy", "#2980b9"), ("masked_accuracy", "#8e44ad")):
+    for key, colour, style in (
+        ("unmasked_accuracy", "#2980b9", "o-"),
+        ("masked_accuracy", "#8e44ad", "o-"),
+        ("unmasked_tar_at_far_1e-3_all", "#2980b9", "s--"),
+        ("masked_tar_at_far_1e-3_all", "#8e44ad", "s--"),
+    ):
         if validation.get(key):
             percent = [100 * v for v in validation[key]]
-            accuracy.plot(validation["step"], percent, "o-", color=colour, label=key)
+            accuracy.plot(validation["step"], percent, style, color=colour, label=key)
     accuracy.set_xlabel("step")
     accuracy.set_ylabel("%")
     accuracy.set_title("verification on held-out identities", fontsize=10)

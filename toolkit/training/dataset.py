@@ -174,3 +174,7 @@ class VerificationPairs:
     second: np.ndarray  # P x H x W x 3 uint8
     second_masked: np.ndarray  # the second face with a synthetic mask
     same: np.ndarray  # P bool
+    # Each side's identity: with them, validation also scores every (first, second) combination of
+    # two different people as an impostor pair, enough pairs to see FAR 1e-3 (validation.py).
+    first_identity: np.ndarray | None = None  # P int
+    second_identity: np.ndarray | None = None  # P int

@@ -212,7 +212,7 @@ class Trainer:
         if self.val_pairs is None or not self.context.is_main:
             barrier()
             return None
-        metrics = validate(self.backbone, self.val_pairs, self.device)
+        metrics = validate(self.backbone, self.val_pairs, self.device, self.config.select_on)
         self._log("validation.csv", {"step": self.step, **{k: round(v, 6) for k, v in metrics.items()}})
         if metrics["score"] > self.best_score:
             self.best_score = metrics["score"]

@@ -79,7 +79,12 @@ def _pack_data(config: TrainConfig, backbone: Backbone) -> TrainingData:
         )
         first, second = val_rows[rows[:, 0]], val_rows[rows[:, 1]]
         validation = VerificationPairs(
-            pack.chips[first], pack.chips[second], pack.masked[second, 0], rows[:, 2] == 1
+            pack.chips[first],
+            pack.chips[second],
+            pack.masked[second, 0],
+            rows[:, 2] == 1,
+            pack.labels[first],
+            pack.labels[second],
         )
     return TrainingData(concatenate(parts), validation, len(train_classes), len(held))
 
@@ -131,7 +136,10 @@ def _stream_data(config: TrainConfig, backbone: Backbone) -> TrainingData:
         # No mesh for streamed crops: the masked probe is the Cutout the runtime would match.
         second_masked = second.copy()
         second_masked[:, top:bottom] = 0
-        validation = VerificationPairs(first, second, second_masked, rows[:, 2] == 1)
+        held_labels = labels[val_index]
+        validation = VerificationPairs(
+            first, second, second_masked, rows[:, 2] == 1, held_labels[rows[:, 0]], held_labels[rows[:, 1]]
+        )
     return TrainingData(train, validation, len(train_classes), len(held))
 
 

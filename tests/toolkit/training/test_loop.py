@@ -170,7 +170,16 @@ def test_two_gloo_processes_train_the_same_model_as_one_process_on_the_joint_bat
 
 def test_the_best_checkpoint_is_chosen_on_held_out_verification(tmp_path):
     faces = random_faces(32, 4)
-    val = VerificationPairs(faces.clean[:8], faces.clean[8:16], faces.masked[8:16, 0], np.arange(8) % 2 == 0)
+    first, second = np.arange(8), np.array([8, 9, 11, 10, 12, 13, 15, 14])
+    ids = faces.labels
+    val = VerificationPairs(
+        faces.clean[first],
+        faces.clean[second],
+        faces.masked[second, 0],
+        ids[first] == ids[second],
+        ids[first],
+        ids[second],
+    )
     config = TrainConfig(
         batch_size=8, max_steps=4, lr=0.1, validate_every=2, checkpoint_every=2, out=str(tmp_path)
     )
@@ -181,3 +190,8 @@ def test_the_best_checkpoint_is_chosen_on_held_out_verification(tmp_path):
     assert [int(r["step"]) for r in rows] == [0, 2, 4]
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     assert best["validation"]["score"] == max(float(r["score"]) for r in rows)
+    # The default selects on the all-pairs TAR at FAR 1e-3, unmasked and masked alike.
+    tars = [
+        (float(r["unmasked_tar_at_far_1e-3_all"]) + float(r["masked_tar_at_far_1e-3_all"])) / 2 for r in rows
+    ]
+    assert [float(r["score"]) for r in rows] == pytest.approx(tars, abs=1e-6)
