@@ -36,6 +36,7 @@ from faceid.flows.scoring import needs_mask_aware, person_photos, policy_thresho
 from faceid.models import AttemptMode, DecisionChoices, LockoutState, Person
 from inference.comparison import Decision
 from inference.embedders import deployable_embedders
+from tenants.models import Organization, OrganizationPolicy
 from tenants.selectors import policy_for
 
 MODE = AttemptMode.VERIFY
@@ -144,7 +145,7 @@ def prepare_verify(
     return PreparedCall(call, dataclasses.replace(request, also_embed=(moving_to,)))
 
 
-def _switch_target(organization, serving_model: str, policy_model: str) -> str | None:
+def _switch_target(organization: Organization, serving_model: str, policy_model: str) -> str | None:
     """The model a running switch is moving this person to, where the old one serves them now."""
     if serving_model == policy_model or model_switch.running_switch(organization) is None:
         return None
@@ -204,7 +205,7 @@ def finish_verify(
 
 
 def _moved_by_the_switch(
-    call: FlowCall, output: PipelineOutput, person: Person, live_policy
+    call: FlowCall, output: PipelineOutput, person: Person, live_policy: OrganizationPolicy
 ) -> tuple[PolicySnapshot, PipelineOutput, list[tuple[int, FrameResult]]] | None:
     """Where the switch job gave the person their new templates (and retired the old ones) while
     the pipeline ran: the policy, frames and usable frames of the model that serves them now, if
