@@ -42,10 +42,9 @@ YUNET_CROP_SIDE = 96
 # (a face that fills the frame).
 SCAN_MAX_SIDE = 960
 SCAN_UPSCALE_BELOW = 480
-# The last scan, for a face that fills the frame: the image shrunk so its longer side is at most
-# this, inside a grey border. On 75 tight crops of the portraits' faces (150-830 px), views of
-# 160 to 640 px found all 75, views of 960 px or the full image 72; and the full image costs
-# YuNet time with its pixels (a faceless 36 MP photo padded at full size took half a minute).
+# The last scan, for a face filling the frame, borders a view this long: on 75 tight crops of the
+# portraits' faces, views of 160-640 px found all 75, 960 px or the full image 72; the full image
+# also costs YuNet time with its pixels (toolkit/dev/bench_large_images.py).
 SCAN_FILL_SIDE = 320
 # The scan also runs when the largest mesh face is smaller than this fraction of the image's
 # shorter side: such an image is a scene, and the mesh's short-range detector misses its other
@@ -133,14 +132,16 @@ class FaceDetector:
         *,
         fallbacks: bool = True,
         yunet: bool = True,
+        scan_fill_side: int = SCAN_FILL_SIDE,
     ) -> None:
         """fallbacks=False: the plain mesh pass only. yunet=False: no YuNet scan and no points5 (the
-        detector as it was before YuNet, kept for before/after measurements)."""
+        detector as it was before YuNet, kept for before/after measurements); so is scan_fill_side."""
         import mediapipe as mp  # deferred: importing mediapipe costs about a second
 
         self.max_faces = max_faces
         self.min_detection_confidence = min_detection_confidence
         self.fallbacks = fallbacks
+        self.scan_fill_side = scan_fill_side
         self._lock = threading.Lock()
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True,
@@ -164,7 +165,8 @@ class FaceDetector:
         with self._lock:
             faces = self._mesh_image(image, source="mesh")
             if self._yunet is not None and self.fallbacks and _is_scene(image, faces):
-                faces = self._add_yunet_faces(image, faces, self._yunet_scan(self._yunet, image))
+                scanned = self._yunet_scan(self._yunet, image, self.scan_fill_side)
+                faces = self._add_yunet_faces(image, faces, scanned)
             if not faces and self.fallbacks:
                 faces = self._mesh_detector_boxes(image) or self._mesh_padded(image)
             faces.sort(key=lambda face: face.area, reverse=True)
@@ -186,7 +188,7 @@ class FaceDetector:
             self._boxes.close()
 
     @staticmethod
-    def _yunet_scan(yunet: YuNet, image: np.ndarray) -> list[YuNetFace]:
+    def _yunet_scan(yunet: YuNet, image: np.ndarray, fill_side: int = SCAN_FILL_SIDE) -> list[YuNetFace]:
         """YuNet over the whole image at several scales, duplicates merged (highest score kept)."""
         height, width = image.shape[:2]
         bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
@@ -197,9 +199,8 @@ class FaceDetector:
             view = bgr if factor == 1.0 else _resized(bgr, factor)
             found += [face.mapped(1.0 / factor) for face in yunet.detect_bgr(view)]
         if not found:
-            # A face filling the frame: YuNet, like the mesh, wants to see the face's outline, and
-            # it wants the face small. The border goes around a view of at most SCAN_FILL_SIDE.
-            fill = min(1.0, SCAN_FILL_SIDE / max(height, width))
+            # A face filling the frame: YuNet, like the mesh, wants its outline in view, and small.
+            fill = min(1.0, fill_side / max(height, width))
             view = bgr if fill == 1.0 else _resized(bgr, fill)
             pad = int(round(0.5 * max(view.shape[:2])))
             padded = cv2.copyMakeBorder(view, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(128, 128, 128))
