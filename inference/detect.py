@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
+from inference.boxes import crop_with_border, inside_box, iou, resized, shrunk, tiles
 from inference.yunet import YuNet, YuNetFace
 
 NUM_LANDMARKS = 478
@@ -70,10 +71,6 @@ MIN_CROP_SIDE = 256
 # face's outline); chosen on the mask-classification set, whose tight crops the plain pass
 # misses: of 429 masked misses, a 0.5 grey border recovers 200 and a 0.2 black one 42 more.
 PADDINGS: tuple[tuple[float, tuple[int, int, int]], ...] = ((0.5, (128, 128, 128)), (0.2, (0, 0, 0)))
-# The full-range detector sees a 192 px view of the image; large images are also searched in
-# overlapping tiles so a face a few percent of the width still gets a box.
-TILE_MIN_SIDE = 640
-TILE_GRID_MAX = 3
 
 Box = tuple[float, float, float, float, float]  # x0, y0, x1, y1, score
 
@@ -196,19 +193,18 @@ class FaceDetector:
         scales = [scale] + ([2.0 * scale] if max(height, width) * scale < SCAN_UPSCALE_BELOW else [])
         found: list[YuNetFace] = []
         for factor in scales:
-            view = bgr if factor == 1.0 else _resized(bgr, factor)
+            view = bgr if factor == 1.0 else resized(bgr, factor)
             found += [face.mapped(1.0 / factor) for face in yunet.detect_bgr(view)]
         if not found:
             # A face filling the frame: YuNet, like the mesh, wants its outline in view, and small.
-            fill = min(1.0, fill_side / max(height, width))
-            view = bgr if fill == 1.0 else _resized(bgr, fill)
+            view, fill = shrunk(bgr, fill_side)
             pad = int(round(0.5 * max(view.shape[:2])))
             padded = cv2.copyMakeBorder(view, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(128, 128, 128))
             found = [face.mapped(1.0 / fill, -pad / fill, -pad / fill) for face in yunet.detect_bgr(padded)]
         found.sort(key=lambda face: face.score, reverse=True)
         kept: list[YuNetFace] = []
         for face in found:
-            if all(_iou(face.box, other.box) <= 0.4 for other in kept):
+            if all(iou(face.box, other.box) <= 0.4 for other in kept):
                 kept.append(face)
         return kept
 
@@ -227,10 +223,10 @@ class FaceDetector:
         for candidate in remaining:
             if len(result) >= self.max_faces:
                 break
-            if any(_inside_box(candidate.centre, face.bbox) for face in result):
+            if any(inside_box(candidate.centre, face.bbox) for face in result):
                 continue  # a second YuNet box on a face the mesh already has
             face = self._mesh_upright(image, candidate)
-            if face is not None and all(_iou(face.bbox, other.bbox) <= 0.5 for other in result):
+            if face is not None and all(iou(face.bbox, other.bbox) <= 0.5 for other in result):
                 result.append(face)
         return result
 
@@ -294,7 +290,7 @@ class FaceDetector:
         side = int(round(face.size * YUNET_CROP_FACTOR))
         centre = _bbox_centre(face)
         x0, y0 = int(round(centre[0] - side / 2.0)), int(round(centre[1] - side / 2.0))
-        crop = _crop_with_border(image, x0, y0, side)
+        crop = crop_with_border(image, x0, y0, side)
         scale = YUNET_CROP_SIDE / side
         interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
         small = cv2.resize(crop, (YUNET_CROP_SIDE, YUNET_CROP_SIDE), interpolation=interpolation)
@@ -323,12 +319,12 @@ class FaceDetector:
         """Face boxes (x0, y0, x1, y1, score) from the full-range detector, whole image then tiles."""
         boxes = self._detect_boxes_in(image, 0, 0)
         if not boxes:
-            for x0, y0, side in _tiles(image.shape[1], image.shape[0]):
+            for x0, y0, side in tiles(image.shape[1], image.shape[0]):
                 boxes.extend(self._detect_boxes_in(image[y0 : y0 + side, x0 : x0 + side], x0, y0))
         boxes.sort(key=lambda b: b[4], reverse=True)
         kept: list[Box] = []
         for box in boxes:
-            if all(_iou(box[:4], other[:4]) <= 0.3 for other in kept):
+            if all(iou(box[:4], other[:4]) <= 0.3 for other in kept):
                 kept.append(box)
         return kept[: self.max_faces]
 
@@ -352,7 +348,7 @@ class FaceDetector:
             side = max(bw, bh) * (1.0 + 2.0 * CROP_MARGIN)
             cx, cy = bx0 + bw / 2.0, by0 + bh / 2.0
             x0, y0 = int(round(cx - side / 2.0)), int(round(cy - side / 2.0))
-            crop = _crop_with_border(image, x0, y0, int(round(side)))
+            crop = crop_with_border(image, x0, y0, int(round(side)))
             scale = max(1.0, MIN_CROP_SIDE / crop.shape[0])
             if scale > 1.0:
                 crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
@@ -370,14 +366,18 @@ class FaceDetector:
         return _drop_duplicates(faces)
 
     def _mesh_padded(self, image: np.ndarray) -> list[DetectedFace]:
+        # The mesh reads its own small input: bordering a view of at most SCAN_MAX_SIDE loses
+        # nothing (landmarks within 0.5% of the face width on 100 close-ups of up to 2400 px) and
+        # spares a large photo its padded copies (a 36 MP strip's took 2 GB).
+        view, scale = shrunk(image, SCAN_MAX_SIDE)
         for fraction, colour in PADDINGS:
-            pad = int(round(fraction * max(image.shape[:2])))
-            padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=colour)
+            pad = int(round(fraction * max(view.shape[:2])))
+            padded = cv2.copyMakeBorder(view, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=colour)
             faces = []
             for face in self._mesh_image(padded, source="mesh"):
                 points = face.landmarks.copy()
                 points[:, :2] -= pad
-                faces.append(DetectedFace.from_landmarks(points, source="mesh"))
+                faces.append(DetectedFace.from_landmarks(points / np.float32(scale), source="mesh"))
             if faces:
                 return faces
         return []
@@ -405,42 +405,6 @@ def _as_rgb(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def _crop_with_border(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
-    """A side x side crop at (x0, y0), replicating edge pixels where it leaves the image."""
-    height, width = image.shape[:2]
-    x1, y1 = x0 + side, y0 + side
-    inner = image[max(0, y0) : min(height, y1), max(0, x0) : min(width, x1)]
-    return cv2.copyMakeBorder(
-        inner,
-        max(0, -y0),
-        max(0, y1 - height),
-        max(0, -x0),
-        max(0, x1 - width),
-        cv2.BORDER_REPLICATE,
-    )
-
-
-def _tiles(width: int, height: int) -> list[tuple[int, int, int]]:
-    """Overlapping square tiles (x0, y0, side) over a large image; none when it is one tile already."""
-    short = min(width, height)
-    side = min(short, max(TILE_MIN_SIDE, short // 2))
-    if max(width, height) < 1.5 * side:
-        return []
-    nx, ny = _tile_count(width, side), _tile_count(height, side)
-    # With the count capped, grow the tiles until they cover the image with a quarter overlap
-    # (an extreme panorama may still keep gaps once the tile reaches the short side).
-    side = min(short, max(side, int(np.ceil(max(width / (0.75 * nx + 0.25), height / (0.75 * ny + 0.25))))))
-    xs = sorted({int(x) for x in np.linspace(0, width - side, nx).round()})
-    ys = sorted({int(y) for y in np.linspace(0, height - side, ny).round()})
-    return [(x, y, side) for y in ys for x in xs]
-
-
-def _tile_count(length: int, side: int) -> int:
-    # Tiles overlap by a quarter so a face on a seam is whole in one of them.
-    count = int(np.ceil((length - side) / (0.75 * side))) + 1 if length > side else 1
-    return min(count, TILE_GRID_MAX)
-
-
 def _bbox_centre(face: DetectedFace) -> np.ndarray:
     x0, y0, x1, y1 = face.bbox
     return np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0], dtype=np.float32)
@@ -449,17 +413,9 @@ def _bbox_centre(face: DetectedFace) -> np.ndarray:
 def _drop_duplicates(faces: list[DetectedFace], max_iou: float = 0.5) -> list[DetectedFace]:
     kept: list[DetectedFace] = []
     for face in sorted(faces, key=lambda f: f.area, reverse=True):
-        if all(_iou(face.bbox, other.bbox) <= max_iou for other in kept):
+        if all(iou(face.bbox, other.bbox) <= max_iou for other in kept):
             kept.append(face)
     return kept
-
-
-def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _frozen_points5(points5: np.ndarray | None) -> np.ndarray | None:
@@ -477,24 +433,13 @@ def _is_scene(image: np.ndarray, faces: list[DetectedFace]) -> bool:
     return max(face.size for face in faces) < SCAN_WHEN_FACE_BELOW * min(image.shape[:2])
 
 
-def _resized(image: np.ndarray, factor: float) -> np.ndarray:
-    height, width = image.shape[:2]
-    size = (max(1, int(round(width * factor))), max(1, int(round(height * factor))))
-    interpolation = cv2.INTER_AREA if factor < 1.0 else cv2.INTER_LINEAR
-    return cv2.resize(image, size, interpolation=interpolation)
-
-
-def _inside_box(point: np.ndarray, box: tuple[float, float, float, float]) -> bool:
-    return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
-
-
 def _matching_yunet_face(face: DetectedFace, found: list[YuNetFace]) -> YuNetFace | None:
     """The YuNet face that is this mesh face: its box centre and nose inside the mesh box, best IoU."""
     same = [
         candidate
         for candidate in found
-        if _inside_box(candidate.centre, face.bbox) and _inside_box(candidate.points5[2], face.bbox)
+        if inside_box(candidate.centre, face.bbox) and inside_box(candidate.points5[2], face.bbox)
     ]
     if not same:
         return None
-    return max(same, key=lambda candidate: _iou(candidate.box, face.bbox))
+    return max(same, key=lambda candidate: iou(candidate.box, face.bbox))

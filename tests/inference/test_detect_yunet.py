@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from inference.align import ALIGN_MODES, ARCFACE_112, DLIB_150, alignment_matrix, transform_points
+from inference.boxes import iou
 from inference.decode import load_image
-from inference.detect import SCAN_FILL_SIDE, SCAN_MAX_SIDE, DetectedFace, FaceDetector, _iou
+from inference.detect import SCAN_FILL_SIDE, SCAN_MAX_SIDE, DetectedFace, FaceDetector
 from inference.templates import TEMPLATES
 from inference.yunet import YUNET_DIR, YUNET_WEIGHTS, YuNet, YuNetFace
 
@@ -160,10 +161,23 @@ def test_a_face_filling_a_large_frame_is_found_in_a_small_bordered_view(lfw_imag
     # The scan's view (960 px) holds the face too large for YuNet: the bordered fill view finds it.
     assert max(yunet.sizes[-1]) <= 2 * SCAN_FILL_SIDE
     expected = small.mapped(2400 / 95)
-    assert _iou(faces[0].box, expected.box) > 0.6, (faces[0].box, expected.box)
+    assert iou(faces[0].box, expected.box) > 0.6, (faces[0].box, expected.box)
 
 
 def test_the_scan_never_gives_yunet_the_full_pixels_of_a_large_photo():
     yunet = _SeenSizes()
     assert FaceDetector._yunet_scan(yunet, np.full((6000, 4500, 3), 128, np.uint8)) == []
     assert yunet.sizes and max(max(size) for size in yunet.sizes) <= SCAN_MAX_SIDE
+
+
+def test_the_bordered_mesh_pass_meshes_a_large_close_up_where_a_small_one_would_be(detector, lfw_image):
+    close_up = lfw_image("Abel_Pacheco", 1)[60:190, 60:190]
+    [small] = detector._mesh_padded(close_up)
+    large = cv2.resize(close_up, (2600, 2600), interpolation=cv2.INTER_CUBIC)
+
+    [face] = detector._mesh_padded(large)
+
+    scale = 2600 / 130
+    assert iou(face.bbox, tuple(v * scale for v in small.bbox)) > 0.9
+    eyes = np.linalg.norm(face.landmarks[33, :2] - face.landmarks[263, :2])
+    assert abs(eyes / scale - np.linalg.norm(small.landmarks[33, :2] - small.landmarks[263, :2])) < 2.0

@@ -28,8 +28,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inference.boxes import iou
 from inference.decode import load_image
-from inference.detect import DetectedFace, FaceDetector, _iou
+from inference.detect import DetectedFace, FaceDetector
 from toolkit.mask_training.config import CLASSES, TrainConfig
 from toolkit.mask_training.data import duplicate_groups, list_images, stratified_group_split
 
@@ -90,7 +91,7 @@ def found_rates(
         rgb = load_image(path)
         old, _ = _timed(before, rgb)
         new, _ = _timed(after, rgb)
-        added = [f for f in new if all(_iou(f.bbox, o.bbox) < 0.3 for o in old)]
+        added = [f for f in new if all(iou(f.bbox, o.bbox) < 0.3 for o in old)]
         if heldout[index]:
             for face in added:
                 new_crops.append(_crop(rgb, face))
