@@ -22,3 +22,5 @@ def test_the_benchmark_times_both_chains_on_every_kind_and_finds_the_same_faces(
     for kind in ("close_up", "portrait"):
         assert rows[kind]["faces_fill_view"] == rows[kind]["faces_full_image"] == 1
     assert all(row["fill_view_s"] > 0 and row["full_image_s"] > 0 for row in rows.values())
+    strip = report["faceless_strip_3.5to1"]
+    assert strip["faces"] == 0 and strip["peak_rss_mb"] > 0 and strip["size"][0] > 3 * strip["size"][1]

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
+import resource
 import sys
 import time
 from collections.abc import Sequence
@@ -53,6 +55,47 @@ def photos(portraits: Path, megapixels: Sequence[float]) -> dict[tuple[str, floa
             size = (round(width * scale), round(height * scale))
             out[(kind, mp)] = cv2.resize(source, size, interpolation=cv2.INTER_CUBIC)
     return out
+
+
+def _strip(portraits: Path, megapixels: float) -> np.ndarray:
+    scene = load_image(portraits / "img22.jpg")[:200, :700]
+    scale = np.sqrt(megapixels * 1e6 / (200 * 700))
+    return cv2.resize(scene, (round(700 * scale), round(200 * scale)), interpolation=cv2.INTER_CUBIC)
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, not ru_maxrss: Linux carries ru_maxrss over
+    from the parent into a spawned child, so a child of a large parent would report its peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _strip_child(portraits: str, megapixels: float) -> dict:
+    cv2.setNumThreads(1)
+    strip = _strip(Path(portraits), megapixels)
+    with FaceDetector() as detector:
+        detector.detect(np.full((480, 640, 3), 128, np.uint8))
+        before = _peak_rss_mb()
+        started = time.perf_counter()
+        faces = detector.detect(strip)
+        seconds = time.perf_counter() - started
+    peak = _peak_rss_mb()
+    return {
+        "size": [int(strip.shape[1]), int(strip.shape[0])],
+        "seconds": round(seconds, 3),
+        "faces": len(faces),
+        "peak_rss_mb": round(peak, 1),
+        "peak_rss_growth_mb": round(peak - before, 1),
+    }
+
+
+def strip_memory(portraits: Path, megapixels: float) -> dict:
+    """The product's chain on a faceless 3.5:1 strip, in a fresh process: its time and peak memory
+    (the old chain is not run on it: its YuNet input was 324 MP at 36 MP, and it died of memory)."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_strip_child, (str(portraits), megapixels))
 
 
 def measure(images: dict, repeats: int) -> list[dict]:
@@ -132,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     load_start = os.getloadavg()
     rows = measure(images, args.repeats)
     load_end = os.getloadavg()
+    strip = strip_memory(args.portraits, max(float(v) for v in args.megapixels.split(",")))
     given = argv if argv is not None else sys.argv[1:]
     report = {
         "command": "python -m toolkit.dev.bench_large_images " + " ".join(given),
@@ -141,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "cpu_count": os.cpu_count(),
         "load_average_1min": [round(load_start[0], 2), round(load_end[0], 2)],
         "rows": rows,
+        "faceless_strip_3.5to1": strip,
     }
     for row in rows:
         print(
@@ -148,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             f"fill view {row['fill_view_s']:6.2f} s  ratio {row['full_over_fill']:6.2f}  "
             f"faces {row['faces_full_image']}/{row['faces_fill_view']}"
         )
+    print(f"faceless 3.5:1 strip {strip['size']}: {strip['seconds']} s, peak RSS {strip['peak_rss_mb']} MB")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.plot is not None:
