@@ -43,9 +43,8 @@ YUNET_CROP_SIDE = 96
 # (a face that fills the frame).
 SCAN_MAX_SIDE = 960
 SCAN_UPSCALE_BELOW = 480
-# The last scan, for a face filling the frame, borders a view this long: on 75 tight crops of the
-# portraits' faces, views of 160-640 px found all 75, 960 px or the full image 72; the full image
-# also costs YuNet time with its pixels (toolkit/dev/bench_large_images.py).
+# The last scan, for a face filling the frame, borders a view this long: YuNet finds such faces
+# best when they are small, and its cost grows with its input (docs/benchmarks, "Large photos").
 SCAN_FILL_SIDE = 320
 # The scan also runs when the largest mesh face is smaller than this fraction of the image's
 # shorter side: such an image is a scene, and the mesh's short-range detector misses its other
@@ -366,9 +365,8 @@ class FaceDetector:
         return _drop_duplicates(faces)
 
     def _mesh_padded(self, image: np.ndarray) -> list[DetectedFace]:
-        # The mesh reads its own small input: bordering a view of at most SCAN_MAX_SIDE loses
-        # nothing (landmarks within 0.5% of the face width on 100 close-ups of up to 2400 px) and
-        # spares a large photo its padded copies (a 36 MP strip's took 2 GB).
+        # The mesh reads its own small input, so bordering a view loses nothing and spares a
+        # large photo its padded full-size copies (docs/benchmarks, "Large photos").
         view, scale = shrunk(image, SCAN_MAX_SIDE)
         for fraction, colour in PADDINGS:
             pad = int(round(fraction * max(view.shape[:2])))
