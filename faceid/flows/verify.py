@@ -35,7 +35,7 @@ from faceid.flows.results import ModelRef, PersonRef, VerifyResult, frame_summar
 from faceid.flows.scoring import needs_mask_aware, person_photos, policy_thresholds, score_frame
 from faceid.models import AttemptMode, DecisionChoices, LockoutState, Person
 from inference.comparison import Decision
-from inference.embedders import deployable_embedders
+from inference.embedders import embedder_spec
 from tenants.models import Organization, OrganizationPolicy
 from tenants.selectors import policy_for
 
@@ -149,7 +149,7 @@ def _switch_target(organization: Organization, serving_model: str, policy_model:
     """The model a running switch is moving this person to, where the old one serves them now."""
     if serving_model == policy_model or model_switch.running_switch(organization) is None:
         return None
-    return policy_model if policy_model in deployable_embedders() else None
+    return policy_model if embedder_spec(policy_model).available else None
 
 
 _FAILURES = "failed verifications of this person"

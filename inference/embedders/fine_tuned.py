@@ -9,7 +9,6 @@ version carries the digest of the trained file, so its vectors never mix with th
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from torch import nn
 from inference.device import resolve_device
 from inference.embedders.base import Embedder, cached_module
 from inference.embedders.registry import embedder_spec
-from inference.embedders.spec import EmbedderSpec, files_digest
+from inference.embedders.spec import EmbedderSpec, files_digest, version_for_weights
 
 FORMAT = "faceid-fine-tuned-1"
 
@@ -77,10 +76,7 @@ def create(
     if not path.is_file():
         raise FileNotFoundError(f"{spec.name} weights not found at {path}")
     digest = files_digest(path)
-    if weights is not None:
-        spec = replace(spec, version=f"{spec.name}-{digest}")
-    elif not spec.version.endswith(f"-{digest}"):
-        raise FineTunedFormatError(f"{path} has digest {digest}, the spec's version is {spec.version}")
+    spec = version_for_weights(spec, digest, shipped=weights is None, source=path, error=FineTunedFormatError)
     torch_device = resolve_device(device)
     module = cached_module((spec.name, digest), torch_device, lambda: build_fine_tuned(path))
     return Embedder(spec, module, torch_device)

@@ -11,7 +11,6 @@ the OpenVINO runtime.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from inference.device import resolve_device
 from inference.embedders.base import Embedder, cached_module
 from inference.embedders.openvino_ir import IRFormatError, IRModule, load_ir_module
 from inference.embedders.registry import embedder_spec
-from inference.embedders.spec import EmbedderSpec, files_digest
+from inference.embedders.spec import EmbedderSpec, files_digest, version_for_weights
 
 NAME = "intel_0095"
 
@@ -64,12 +63,8 @@ def create(
         if not path.is_file() or not path.with_suffix(".bin").is_file():
             raise FileNotFoundError(f"{spec.name}: {path} and the .bin beside it are needed")
     digest = files_digest(path, path.with_suffix(".bin"))
-    if weights is not None:
-        # Other files give other vectors: they must never be compared with the shipped ones'.
-        spec = replace(spec, version=f"{NAME}-{digest}")
-    elif not spec.version.endswith(f"-{digest}"):
-        # The version names the shipped files' digest: new files need a new version.
-        raise IRFormatError(f"{path} and its .bin have digest {digest}, the spec's version is {spec.version}")
+    source = f"{path} and its .bin"
+    spec = version_for_weights(spec, digest, shipped=weights is None, source=source, error=IRFormatError)
     torch_device = resolve_device(device)
     module = cached_module((spec.name, digest), torch_device, lambda: load_intel_0095(path))
     return Embedder(spec, module, torch_device)

@@ -18,7 +18,7 @@ inference/weights/sface/ (Apache-2.0, see its LICENSE and inference/weights/READ
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from torch import nn
 
 from inference.device import resolve_device
 from inference.embedders.base import Embedder, cached_module
-from inference.embedders.spec import EmbedderSpec, files_digest
+from inference.embedders.spec import EmbedderSpec, files_digest, version_for_weights
 
 NAME = "sface"
 INPUT_SIZE = 112
@@ -336,13 +336,7 @@ def create(
         if not path.is_file():
             raise FileNotFoundError(f"{spec.name} weights not found at {path}")
     digest = files_digest(path)
-    if weights is None and not spec.version.endswith(digest):
-        raise SFaceFormatError(
-            f"{path} has digest {digest}, but the registered version is {spec.version}: "
-            "weights changed without a new model version"
-        )
+    spec = version_for_weights(spec, digest, shipped=weights is None, source=path, error=SFaceFormatError)
     torch_device = resolve_device(device)
     module = cached_module((spec.name, digest), torch_device, lambda: load_sface(path, spec))
-    if not spec.version.endswith(digest):
-        spec = replace(spec, version=f"{spec.name}-{digest}")
     return Embedder(spec, module, torch_device)

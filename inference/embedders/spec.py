@@ -10,7 +10,7 @@ import hashlib
 import importlib.util
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from inference.templates import AlignTemplate
@@ -165,3 +165,23 @@ class EmbedderSpec:
                 f"{self.name} weights not found ({where}); they come from: {self.weights.origin}"
             )
         return path
+
+
+def version_for_weights(
+    spec: EmbedderSpec, digest: str, *, shipped: bool, source: object, error: type[ValueError]
+) -> EmbedderSpec:
+    """The spec whose version names the weights in use (`digest`: files_digest of them).
+
+    Shipped weights must carry the digest the registered version ends with, so the web process
+    knows a model's version without reading its files; other bytes under an old version are
+    refused with `error` (new weights need a new version). Weights passed explicitly get a
+    version of their own: their vectors must never be compared with the shipped ones'.
+    """
+    if spec.version.endswith(f"-{digest}"):
+        return spec
+    if shipped:
+        raise error(
+            f"{source} has digest {digest}, but the registered version is {spec.version}: "
+            "weights changed without a new model version"
+        )
+    return replace(spec, version=f"{spec.name}-{digest}")
